@@ -1,0 +1,31 @@
+"""Installs the mrcnn package: `pip install -e .[dev]`."""
+from setuptools import find_packages, setup
+
+setup(
+    name="mrcnn",
+    version="0.1.0",
+    description="Mask R-CNN instance segmentation: registered components built from yaml configs",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["mrcnn", "mrcnn.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "pycocotools>=2.0.6",
+        "omegaconf>=2.1",
+        "PyYAML>=5.1",
+        "tabulate",
+        "numpy",
+        "Pillow>=9",
+        "matplotlib",
+        "tensorboard",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout"],
+        "fast-eval": ["faster-coco-eval>=1.6"],
+    },
+)
