@@ -1,0 +1,18 @@
+"""Data structures passed between stages: boxes, per-image instances, padded image batches, masks."""
+from .boxes import Boxes, BoxMode, pairwise_intersection, pairwise_ioa, pairwise_iou
+from .image_list import ImageList
+from .instances import Instances
+from .masks import BitMasks, PolygonMasks, polygons_to_bitmask
+
+__all__ = [
+    "BitMasks",
+    "BoxMode",
+    "Boxes",
+    "ImageList",
+    "Instances",
+    "PolygonMasks",
+    "pairwise_intersection",
+    "pairwise_ioa",
+    "pairwise_iou",
+    "polygons_to_bitmask",
+]

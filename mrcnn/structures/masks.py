@@ -1,0 +1,263 @@
+"""Instance masks: dense BitMasks and PolygonMasks, with area, boxes and crop-and-resize targets."""
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Iterator, List, Sequence, Tuple, Union
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from torchvision.ops import roi_align
+
+from .boxes import Boxes
+
+Polygon = np.ndarray  # flat float64 array [x0, y0, x1, y1, ...]
+
+
+def polygons_to_bitmask(polygons: Sequence[Polygon], height: int, width: int) -> np.ndarray:
+    """Rasterize the union of an instance's polygons into a (height, width) bool array."""
+    if len(polygons) == 0:
+        return np.zeros((height, width), dtype=bool)
+    # pycocotools reads a length-4 list as a bbox, so pass plain lists of >= 6 numbers
+    rles = mask_util.frPyObjects([np.asarray(p, dtype=np.float64).tolist() for p in polygons], height, width)
+    merged = mask_util.merge(rles)
+    with warnings.catch_warnings():
+        # pycocotools' decode trips numpy 2's copy-keyword deprecation; the result is unaffected
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_util.decode(merged).astype(bool)
+
+
+def _index_to_list(item, length: int) -> List[int]:
+    """Turn a slice, bool mask, index list or index tensor into a list of positions."""
+    if isinstance(item, slice):
+        return list(range(length))[item]
+    if isinstance(item, torch.Tensor):
+        if item.dtype == torch.bool:
+            if item.numel() != length:
+                raise IndexError(f"bool mask of length {item.numel()} for {length} masks")
+            return item.nonzero().flatten().tolist()
+        return item.flatten().tolist()
+    array = np.asarray(item)
+    if array.dtype == bool:
+        if array.size != length:
+            raise IndexError(f"bool mask of length {array.size} for {length} masks")
+        return np.nonzero(array)[0].tolist()
+    return array.reshape(-1).astype(np.int64).tolist()
+
+
+class BitMasks:
+    """N dense masks of one image, stored as an (N, H, W) bool tensor."""
+
+    def __init__(self, tensor: Union[torch.Tensor, np.ndarray]):
+        if isinstance(tensor, np.ndarray):
+            tensor = torch.from_numpy(tensor)
+        if tensor.dim() != 3:
+            raise ValueError(f"BitMasks expects an (N, H, W) tensor, got shape {tuple(tensor.shape)}")
+        self.tensor = tensor.to(torch.bool)
+        self.image_size: Tuple[int, int] = (int(tensor.shape[1]), int(tensor.shape[2]))
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensor.device
+
+    def to(self, *args, **kwargs) -> "BitMasks":
+        """The masks on another device."""
+        return BitMasks(self.tensor.to(*args, **kwargs))
+
+    def __getitem__(self, item) -> "BitMasks":
+        """Index with an int (gives 1 mask), slice, bool mask or index tensor."""
+        if isinstance(item, (int, np.integer)):
+            return BitMasks(self.tensor[item].unsqueeze(0))
+        selected = self.tensor[item]
+        if selected.dim() != 3:
+            raise IndexError(f"Indexing BitMasks with {item!r} did not give (K, H, W)")
+        return BitMasks(selected)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """Yield each mask as an (H, W) bool tensor."""
+        yield from self.tensor
+
+    def __len__(self) -> int:
+        return self.tensor.shape[0]
+
+    def __repr__(self) -> str:
+        return f"BitMasks(num_instances={len(self)}, image_size={self.image_size})"
+
+    def area(self) -> torch.Tensor:
+        """Number of foreground pixels per mask, (N,) int64."""
+        return self.tensor.sum(dim=(1, 2))
+
+    def nonempty(self) -> torch.Tensor:
+        """(N,) bool: True where a mask has any foreground pixel."""
+        return self.tensor.flatten(1).any(dim=1)
+
+    def get_bounding_boxes(self) -> Boxes:
+        """Tight XYXY boxes (N, 4): x from the first to one past the last foreground column; 0s if empty."""
+        boxes = torch.zeros(len(self), 4, dtype=torch.float32, device=self.device)
+        if len(self) == 0:
+            return Boxes(boxes)
+        cols = self.tensor.any(dim=1)  # (N, W)
+        rows = self.tensor.any(dim=2)  # (N, H)
+        nonempty = cols.any(dim=1)
+        width, height = cols.shape[1], rows.shape[1]
+        # argmax returns the first maximal position, so on the flipped tensor it finds the last one
+        x0 = cols.to(torch.uint8).argmax(dim=1)
+        x1 = width - cols.flip(1).to(torch.uint8).argmax(dim=1)
+        y0 = rows.to(torch.uint8).argmax(dim=1)
+        y1 = height - rows.flip(1).to(torch.uint8).argmax(dim=1)
+        stacked = torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32)
+        boxes[nonempty] = stacked[nonempty]
+        return Boxes(boxes)
+
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+        """Crop mask i to boxes[i] (N, 4 XYXY) and resample to (N, mask_size, mask_size) bool."""
+        if len(boxes) != len(self):
+            raise ValueError(f"crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        if len(self) == 0:
+            return torch.zeros(0, mask_size, mask_size, dtype=torch.bool, device=self.device)
+        device = self.tensor.device
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+        batch_index = torch.arange(len(boxes), device=device, dtype=torch.float32)[:, None]
+        rois = torch.cat([batch_index, boxes], dim=1)
+        resampled = roi_align(
+            self.tensor.to(torch.float32)[:, None], rois, (mask_size, mask_size),
+            spatial_scale=1.0, sampling_ratio=0, aligned=True,
+        )
+        return resampled[:, 0] >= 0.5
+
+    @staticmethod
+    def from_polygon_masks(
+        polygon_masks: Union["PolygonMasks", List[List[Polygon]]], height: int, width: int
+    ) -> "BitMasks":
+        """Rasterize polygons (PolygonMasks or list per instance of polygons) at (height, width)."""
+        if isinstance(polygon_masks, PolygonMasks):
+            polygon_masks = polygon_masks.polygons
+        masks = [polygons_to_bitmask(p, height, width) for p in polygon_masks]
+        if len(masks) == 0:
+            return BitMasks(torch.zeros(0, height, width, dtype=torch.bool))
+        return BitMasks(torch.from_numpy(np.stack(masks)))
+
+    @staticmethod
+    def cat(bitmasks_list: List["BitMasks"]) -> "BitMasks":
+        """Concatenate BitMasks of the same image size."""
+        if len(bitmasks_list) == 0:
+            raise ValueError("BitMasks.cat needs at least one BitMasks")
+        if not all(isinstance(b, BitMasks) for b in bitmasks_list):
+            raise TypeError("BitMasks.cat: every element must be a BitMasks")
+        return BitMasks(torch.cat([b.tensor for b in bitmasks_list], dim=0))
+
+
+class PolygonMasks:
+    """N instance masks, each a list of polygons given as flat float64 arrays [x0, y0, x1, y1, ...]."""
+
+    def __init__(self, polygons: Sequence[Sequence[Union[Sequence[float], np.ndarray, torch.Tensor]]]):
+        if not isinstance(polygons, (list, tuple)):
+            raise TypeError(f"PolygonMasks expects a list (per instance) of lists of polygons, got {type(polygons).__name__}")
+
+        def to_array(polygon, instance: int, part: int) -> np.ndarray:
+            if isinstance(polygon, torch.Tensor):
+                polygon = polygon.cpu().numpy()
+            array = np.asarray(polygon, dtype=np.float64).reshape(-1)
+            if array.size % 2 != 0 or array.size < 6:
+                raise ValueError(
+                    f"PolygonMasks: polygon {part} of instance {instance} has {array.size} coordinates; "
+                    "a polygon needs an even number, at least 6 (3 points)"
+                )
+            return array
+
+        processed = []
+        for i, instance in enumerate(polygons):
+            if not isinstance(instance, (list, tuple)):
+                raise TypeError(
+                    f"PolygonMasks: instance {i} must be a list of polygons, got {type(instance).__name__}"
+                )
+            processed.append([to_array(p, i, j) for j, p in enumerate(instance)])
+        self.polygons: List[List[np.ndarray]] = processed
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def to(self, *args, **kwargs) -> "PolygonMasks":
+        """Polygons live on the CPU as numpy arrays; moving them is a no-op."""
+        return self
+
+    def __getitem__(self, item) -> "PolygonMasks":
+        """Index with an int (gives 1 instance), slice, bool mask, index list or index tensor."""
+        if isinstance(item, (int, np.integer)):
+            return PolygonMasks([self.polygons[item]])
+        positions = _index_to_list(item, len(self))
+        return PolygonMasks([self.polygons[i] for i in positions])
+
+    def __iter__(self) -> Iterator[List[np.ndarray]]:
+        """Yield each instance's list of polygons."""
+        return iter(self.polygons)
+
+    def __len__(self) -> int:
+        return len(self.polygons)
+
+    def __repr__(self) -> str:
+        return f"PolygonMasks(num_instances={len(self)})"
+
+    def get_bounding_boxes(self) -> Boxes:
+        """XYXY boxes (N, 4) from the min/max polygon coordinates; 0s for an instance without polygons."""
+        boxes = torch.zeros(len(self), 4, dtype=torch.float32)
+        for i, instance in enumerate(self.polygons):
+            if not instance:
+                continue
+            points = np.concatenate(instance).reshape(-1, 2)
+            boxes[i] = torch.as_tensor([*points.min(axis=0), *points.max(axis=0)], dtype=torch.float32)
+        return Boxes(boxes)
+
+    def nonempty(self) -> torch.Tensor:
+        """(N,) bool: True where an instance has at least one polygon."""
+        return torch.tensor([len(instance) > 0 for instance in self.polygons], dtype=torch.bool)
+
+    def area(self) -> torch.Tensor:
+        """Pixel area of each instance's rasterized union, (N,) float32.
+
+        Computed with pycocotools on the merged RLE, so overlapping polygons are
+        counted once (the shoelace formula would count overlaps twice). The
+        polygons are shifted by a whole number of pixels so that negative
+        coordinates are not clipped away; the count is that of the rasterized
+        mask, which differs from the exact polygon area by sub-pixel boundary effects.
+        """
+        areas = torch.zeros(len(self), dtype=torch.float32)
+        for i, instance in enumerate(self.polygons):
+            if not instance:
+                continue
+            points = np.concatenate(instance).reshape(-1, 2)
+            offset = np.floor(points.min(axis=0))
+            shifted = [(p.reshape(-1, 2) - offset).reshape(-1) for p in instance]
+            extent = np.ceil(points.max(axis=0) - offset).astype(np.int64) + 1
+            rles = mask_util.frPyObjects([p.tolist() for p in shifted], int(extent[1]), int(extent[0]))
+            areas[i] = float(mask_util.area(mask_util.merge(rles)))
+        return areas
+
+    def crop_and_resize(self, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+        """Rasterize instance i inside boxes[i] (N, 4 XYXY) on a mask_size grid: (N, M, M) bool."""
+        if len(boxes) != len(self):
+            raise ValueError(f"crop_and_resize: {len(boxes)} boxes for {len(self)} masks")
+        device = boxes.device if isinstance(boxes, torch.Tensor) else torch.device("cpu")
+        if len(self) == 0:
+            return torch.zeros(0, mask_size, mask_size, dtype=torch.bool, device=device)
+        boxes_np = torch.as_tensor(boxes).detach().to("cpu", torch.float64).numpy()
+        results = []
+        for instance, box in zip(self.polygons, boxes_np):
+            x0, y0 = box[0], box[1]
+            # a degenerate box would divide by zero; 0.1 px keeps the scale finite
+            box_width = max(box[2] - box[0], 0.1)
+            box_height = max(box[3] - box[1], 0.1)
+            scale = np.array([mask_size / box_width, mask_size / box_height])
+            origin = np.array([x0, y0])
+            in_box = [((p.reshape(-1, 2) - origin) * scale).reshape(-1) for p in instance]
+            results.append(torch.from_numpy(polygons_to_bitmask(in_box, mask_size, mask_size)))
+        return torch.stack(results).to(device)
+
+    @staticmethod
+    def cat(polymasks_list: List["PolygonMasks"]) -> "PolygonMasks":
+        """Concatenate PolygonMasks."""
+        if not all(isinstance(p, PolygonMasks) for p in polymasks_list):
+            raise TypeError("PolygonMasks.cat: every element must be a PolygonMasks")
+        return PolygonMasks(list(itertools.chain.from_iterable(p.polygons for p in polymasks_list)))
