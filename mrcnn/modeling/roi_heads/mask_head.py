@@ -1,0 +1,126 @@
+"""Mask head: a small FCN predicting an M×M mask per RoI and class, its loss and inference."""
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mrcnn.config import configurable
+from mrcnn.layers import Conv2d, ShapeSpec, cat, get_norm
+from mrcnn.structures import Instances
+from mrcnn.utils.registry import Registry
+
+__all__ = ["ROI_MASK_HEAD_REGISTRY", "MaskRCNNConvUpsampleHead", "mask_rcnn_loss", "mask_rcnn_inference", "build_mask_head"]
+
+ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
+ROI_MASK_HEAD_REGISTRY.__doc__ = "Mask heads, built from (cfg, input_shape: ShapeSpec)."
+
+
+def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+    """Mean per-pixel binary cross-entropy on each RoI's gt-class channel.
+
+    pred_mask_logits: (R, K or 1, M, M) for the foreground RoIs of ``instances`` (in order); the
+    targets are the gt masks cropped to each proposal box and resized to M×M.
+    """
+    class_agnostic = pred_mask_logits.size(1) == 1
+    mask_size = pred_mask_logits.size(2)
+    gt_classes, gt_masks = [], []
+    for per_image in instances:
+        if len(per_image) == 0:
+            continue
+        if not class_agnostic:
+            gt_classes.append(per_image.gt_classes.to(torch.int64))
+        gt_masks.append(
+            per_image.gt_masks.crop_and_resize(per_image.proposal_boxes.tensor, mask_size).to(pred_mask_logits.device)
+        )
+    if len(gt_masks) == 0:
+        return pred_mask_logits.sum() * 0
+    gt_masks = cat(gt_masks, dim=0).to(torch.float32)
+    rows = torch.arange(pred_mask_logits.size(0), device=pred_mask_logits.device)
+    if class_agnostic:
+        logits = pred_mask_logits[:, 0]
+    else:
+        logits = pred_mask_logits[rows, cat(gt_classes, dim=0)]
+    return F.binary_cross_entropy_with_logits(logits, gt_masks, reduction="mean")
+
+
+def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: List[Instances]) -> None:
+    """Set ``pred_masks`` (R_i, 1, M, M) probabilities of each detection's predicted class."""
+    if pred_mask_logits.size(1) == 1:
+        probs = pred_mask_logits.sigmoid()
+    else:
+        classes = cat([i.pred_classes for i in pred_instances])
+        rows = torch.arange(pred_mask_logits.size(0), device=pred_mask_logits.device)
+        probs = pred_mask_logits[rows, classes][:, None].sigmoid()
+    for probs_per_image, instances in zip(probs.split([len(i) for i in pred_instances]), pred_instances):
+        instances.pred_masks = probs_per_image
+
+
+@ROI_MASK_HEAD_REGISTRY.register()
+class MaskRCNNConvUpsampleHead(nn.Sequential):
+    """``mask_fcn1..N`` 3×3 convs (optional norm, ReLU), a 2× ``deconv`` (ReLU), a 1×1 ``predictor``.
+
+    (R, C, S, S) -> mask logits (R, K, 2S, 2S).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        num_classes: int,
+        conv_dims: List[int],
+        conv_norm: str = "",
+        loss_weight: float = 1.0,
+    ):
+        super().__init__()
+        if len(conv_dims) < 1:
+            raise ValueError("The mask head needs a deconv width: conv_dims must hold at least one entry.")
+        channels = input_shape.channels
+        for index, dim in enumerate(conv_dims[:-1]):
+            conv = Conv2d(
+                channels, dim, kernel_size=3, padding=1, bias=not conv_norm,
+                norm=get_norm(conv_norm, dim), activation=nn.ReLU(),
+            )
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+            self.add_module(f"mask_fcn{index + 1}", conv)
+            channels = dim
+        self.deconv = nn.ConvTranspose2d(channels, conv_dims[-1], kernel_size=2, stride=2)
+        self.add_module("deconv_relu", nn.ReLU())
+        self.predictor = nn.Conv2d(conv_dims[-1], num_classes, kernel_size=1)
+        nn.init.kaiming_normal_(self.deconv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.deconv.bias)
+        nn.init.normal_(self.predictor.weight, std=0.001)
+        nn.init.zeros_(self.predictor.bias)
+        self.loss_weight = loss_weight
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: ShapeSpec):
+        head = cfg.MODEL.ROI_MASK_HEAD
+        return {
+            "input_shape": input_shape,
+            "num_classes": 1 if head.CLS_AGNOSTIC_MASK else cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "conv_dims": [head.CONV_DIM] * (head.NUM_CONV + 1),
+            "conv_norm": head.NORM,
+        }
+
+    def forward(self, x: torch.Tensor, instances: List[Instances]):
+        """Training: {"loss_mask"}; inference: sets pred_masks on ``instances`` and returns them."""
+        logits = self.layers(x)
+        if self.training:
+            return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
+        mask_rcnn_inference(logits, instances)
+        return instances
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional stack alone: (R, C, S, S) -> (R, K, 2S, 2S)."""
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+def build_mask_head(cfg, input_shape: ShapeSpec) -> nn.Module:
+    """The mask head named by MODEL.ROI_MASK_HEAD.NAME."""
+    return ROI_MASK_HEAD_REGISTRY.get(cfg.MODEL.ROI_MASK_HEAD.NAME)(cfg, input_shape)
