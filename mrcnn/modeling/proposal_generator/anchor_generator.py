@@ -1,0 +1,159 @@
+"""Anchor boxes: a few cell anchors per feature level, tiled over that level's grid."""
+import math
+from typing import List, Sequence, Union
+
+import torch
+from torch import nn
+
+from mrcnn.config import configurable
+from mrcnn.structures import Boxes
+from mrcnn.utils.registry import Registry
+
+__all__ = ["ANCHOR_GENERATOR_REGISTRY", "DefaultAnchorGenerator", "build_anchor_generator"]
+
+ANCHOR_GENERATOR_REGISTRY = Registry("ANCHOR_GENERATOR")
+ANCHOR_GENERATOR_REGISTRY.__doc__ = """
+Anchor generators: modules called with a list of feature maps that return one Boxes per level.
+A registered class is built as ``cls(cfg, input_shape)``, where ``input_shape`` is
+the list of ShapeSpec of those feature maps
+(decorate ``__init__`` with ``mrcnn.config.configurable`` and add ``from_config``).
+"""
+
+
+def _broadcast_per_level(params: Sequence, num_levels: int, name: str) -> List[List[float]]:
+    """One list of values per level: a flat list or a single inner list is shared by all."""
+    if not isinstance(params, (list, tuple)) or len(params) == 0:
+        raise ValueError(f"MODEL.ANCHOR_GENERATOR.{name} must be a non-empty list, got {params!r}")
+    if not isinstance(params[0], (list, tuple)):
+        return [list(params)] * num_levels
+    if len(params) == 1:
+        return [list(params[0])] * num_levels
+    if len(params) != num_levels:
+        raise ValueError(
+            f"MODEL.ANCHOR_GENERATOR.{name} has {len(params)} lists but there are {num_levels} "
+            f"feature levels; give one list per level or a single shared list"
+        )
+    return [list(p) for p in params]
+
+
+class _BufferList(nn.Module):
+    """Tensors that follow the module's device but are not saved in checkpoints."""
+
+    def __init__(self, buffers: List[torch.Tensor]):
+        super().__init__()
+        for index, buffer in enumerate(buffers):
+            self.register_buffer(str(index), buffer, persistent=False)
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+    def __iter__(self):
+        return iter(self._buffers.values())
+
+
+@ANCHOR_GENERATOR_REGISTRY.register()
+class DefaultAnchorGenerator(nn.Module):
+    """Axis-aligned anchors of given sizes and aspect ratios (height / width) on each level."""
+
+    box_dim: int = 4
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        sizes: Union[List[float], List[List[float]]],
+        aspect_ratios: Union[List[float], List[List[float]]],
+        strides: List[int],
+        offset: float = 0.0,
+        round_cell_anchors: bool = False,
+    ):
+        """
+        Args:
+            sizes: anchor sizes (sqrt of the area, in input pixels), one list per level, or
+                one list shared by all levels.
+            aspect_ratios: height / width ratios, one list per level or one shared list.
+            strides: stride of each feature level in input pixels.
+            offset: where in its cell an anchor is centred, in units of the stride; 0 puts
+                the first anchor at the image corner (torchvision), 0.5 at the cell centre.
+            round_cell_anchors: round the cell anchors to integers, as torchvision does.
+        """
+        super().__init__()
+        if not 0.0 <= offset < 1.0:
+            raise ValueError(f"Anchor offset must be in [0, 1), got {offset}")
+        self.strides = [int(s) for s in strides]
+        self.num_features = len(self.strides)
+        self.sizes = _broadcast_per_level(sizes, self.num_features, "SIZES")
+        self.aspect_ratios = _broadcast_per_level(aspect_ratios, self.num_features, "ASPECT_RATIOS")
+        self.offset = float(offset)
+        self.round_cell_anchors = round_cell_anchors
+        self.cell_anchors = _BufferList(
+            [
+                self.generate_cell_anchors(level_sizes, level_ratios)
+                for level_sizes, level_ratios in zip(self.sizes, self.aspect_ratios)
+            ]
+        )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape) -> dict:
+        """Constructor arguments from MODEL.ANCHOR_GENERATOR and the levels' ShapeSpecs."""
+        return {
+            "sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
+            "aspect_ratios": cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS,
+            "strides": [shape.stride for shape in input_shape],
+            "offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
+            "round_cell_anchors": cfg.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS,
+        }
+
+    def generate_cell_anchors(self, sizes: Sequence[float], aspect_ratios: Sequence[float]) -> torch.Tensor:
+        """(len(sizes) * len(aspect_ratios), 4) XYXY anchors centred on (0, 0); sizes outer."""
+        anchors = []
+        for size in sizes:
+            area = float(size) ** 2
+            for ratio in aspect_ratios:
+                # Keep the area while setting h / w = ratio.
+                width = math.sqrt(area / ratio)
+                height = ratio * width
+                anchors.append([-width / 2.0, -height / 2.0, width / 2.0, height / 2.0])
+        cell_anchors = torch.tensor(anchors, dtype=torch.float32)
+        if self.round_cell_anchors:
+            cell_anchors = cell_anchors.round()
+        return cell_anchors
+
+    @property
+    def num_anchors(self) -> List[int]:
+        """Number of anchors per location on each level."""
+        return [len(cell_anchors) for cell_anchors in self.cell_anchors]
+
+    @property
+    def num_cell_anchors(self) -> List[int]:
+        """Alias of ``num_anchors``."""
+        return self.num_anchors
+
+    def _grid_anchors(self, grid_sizes: List[List[int]]) -> List[torch.Tensor]:
+        anchors = []
+        for (height, width), stride, cell_anchors in zip(grid_sizes, self.strides, self.cell_anchors):
+            device = cell_anchors.device
+            shifts_x = (torch.arange(width, dtype=torch.float32, device=device) + self.offset) * stride
+            shifts_y = (torch.arange(height, dtype=torch.float32, device=device) + self.offset) * stride
+            shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
+            shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
+            shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
+            # (H*W, 1, 4) + (1, A, 4): anchor index is (y * W + x) * A + a.
+            anchors.append((shifts[:, None, :] + cell_anchors[None, :, :]).reshape(-1, 4))
+        return anchors
+
+    def forward(self, features: List[torch.Tensor]) -> List[Boxes]:
+        """One Boxes of (Hi*Wi*A, 4) anchors per feature map (N, C, Hi, Wi)."""
+        if len(features) != self.num_features:
+            raise ValueError(
+                f"The anchor generator was built for {self.num_features} feature levels "
+                f"but got {len(features)} feature maps"
+            )
+        grid_sizes = [list(feature.shape[-2:]) for feature in features]
+        return [Boxes(anchors) for anchors in self._grid_anchors(grid_sizes)]
+
+
+def build_anchor_generator(cfg, input_shape) -> nn.Module:
+    """The anchor generator named by MODEL.ANCHOR_GENERATOR.NAME, built for ``input_shape``."""
+    anchor_generator_cls = ANCHOR_GENERATOR_REGISTRY.get(cfg.MODEL.ANCHOR_GENERATOR.NAME)
+    return anchor_generator_cls(cfg, input_shape)

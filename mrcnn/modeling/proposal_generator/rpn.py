@@ -1,0 +1,314 @@
+"""The Region Proposal Network: anchors + head, anchor labelling and losses, proposal selection."""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mrcnn.config import configurable
+from mrcnn.structures import Boxes, ImageList, Instances, pairwise_iou
+
+from ..box_regression import Box2BoxTransform, box_regression_loss
+from ..matcher import Matcher
+from ..sampling import subsample_labels
+from .anchor_generator import build_anchor_generator
+from .build import PROPOSAL_GENERATOR_REGISTRY
+from .proposal_utils import find_top_rpn_proposals
+from .rpn_head import build_rpn_head
+
+__all__ = ["RPN"]
+
+
+def _inside_image(anchors: torch.Tensor, image_size: Tuple[int, int], boundary_thresh: float) -> torch.Tensor:
+    """(R,) bool: anchors that cross the image border by at most ``boundary_thresh`` pixels."""
+    height, width = image_size
+    return (
+        (anchors[:, 0] >= -boundary_thresh)
+        & (anchors[:, 1] >= -boundary_thresh)
+        & (anchors[:, 2] < width + boundary_thresh)
+        & (anchors[:, 3] < height + boundary_thresh)
+    )
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register()
+class RPN(nn.Module):
+    """Region Proposal Network (Ren et al., 2015) over one or more feature levels.
+
+    Called as ``proposals, losses = rpn(images, features, gt_instances)``; returns per image an
+    Instances with ``proposal_boxes`` and ``objectness_logits`` (descending), and in training
+    the losses ``loss_rpn_cls`` and ``loss_rpn_loc``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_features: List[str],
+        head: nn.Module,
+        anchor_generator: nn.Module,
+        anchor_matcher: Matcher,
+        box2box_transform: Box2BoxTransform,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        pre_nms_topk: Tuple[int, int],
+        post_nms_topk: Tuple[int, int],
+        nms_thresh: float = 0.7,
+        min_box_size: float = 0.0,
+        anchor_boundary_thresh: float = -1.0,
+        loss_weight: Optional[Dict[str, float]] = None,
+        box_reg_loss_type: str = "smooth_l1",
+        smooth_l1_beta: float = 0.0,
+    ):
+        """
+        Args:
+            in_features: names of the feature maps to use, in level order.
+            head: module mapping the feature list to (objectness logits, anchor deltas).
+            anchor_generator: module mapping the feature list to one Boxes of anchors per level.
+            anchor_matcher: labels anchors against ground truth by IoU.
+            box2box_transform: parameterisation of the anchor deltas.
+            batch_size_per_image: anchors sampled per image for the losses.
+            positive_fraction: largest share of positives among the sampled anchors.
+            pre_nms_topk: (training, inference) boxes kept per level before NMS.
+            post_nms_topk: (training, inference) proposals kept per image after NMS.
+            nms_thresh: IoU threshold of the proposal NMS.
+            min_box_size: proposals with a side below this are dropped (0: drop empty boxes).
+            anchor_boundary_thresh: anchors crossing the image border by more than this many
+                pixels are ignored in training; negative keeps all anchors.
+            loss_weight: multipliers of "loss_rpn_cls" and "loss_rpn_loc" (default 1 each).
+            box_reg_loss_type: "smooth_l1" or "giou".
+            smooth_l1_beta: smooth-L1 transition point; 0 is L1.
+        """
+        super().__init__()
+        self.in_features = list(in_features)
+        self.rpn_head = head
+        self.anchor_generator = anchor_generator
+        self.anchor_matcher = anchor_matcher
+        self.box2box_transform = box2box_transform
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.pre_nms_topk = {True: pre_nms_topk[0], False: pre_nms_topk[1]}
+        self.post_nms_topk = {True: post_nms_topk[0], False: post_nms_topk[1]}
+        self.nms_thresh = nms_thresh
+        self.min_box_size = float(min_box_size)
+        self.anchor_boundary_thresh = anchor_boundary_thresh
+        self.loss_weight = {"loss_rpn_cls": 1.0, "loss_rpn_loc": 1.0}
+        if loss_weight is not None:
+            unknown = set(loss_weight) - set(self.loss_weight)
+            if unknown:
+                raise ValueError(f"Unknown RPN loss names in loss_weight: {sorted(unknown)}")
+            self.loss_weight.update(loss_weight)
+        self.box_reg_loss_type = box_reg_loss_type
+        self.smooth_l1_beta = smooth_l1_beta
+
+    @classmethod
+    def from_config(cls, cfg, input_shape) -> dict:
+        """Constructor arguments from MODEL.RPN / MODEL.ANCHOR_GENERATOR and the ShapeSpec dict."""
+        in_features = list(cfg.MODEL.RPN.IN_FEATURES)
+        missing = [name for name in in_features if name not in input_shape]
+        if missing:
+            raise KeyError(
+                f"MODEL.RPN.IN_FEATURES names {missing}, which the backbone does not output; "
+                f"available: {sorted(input_shape)}"
+            )
+        level_shapes = [input_shape[name] for name in in_features]
+        rpn = cfg.MODEL.RPN
+        return {
+            "in_features": in_features,
+            "head": build_rpn_head(cfg, level_shapes),
+            "anchor_generator": build_anchor_generator(cfg, level_shapes),
+            "anchor_matcher": Matcher(
+                rpn.IOU_THRESHOLDS, rpn.IOU_LABELS, allow_low_quality_matches=True
+            ),
+            "box2box_transform": Box2BoxTransform(weights=tuple(rpn.BBOX_REG_WEIGHTS)),
+            "batch_size_per_image": rpn.BATCH_SIZE_PER_IMAGE,
+            "positive_fraction": rpn.POSITIVE_FRACTION,
+            "pre_nms_topk": (rpn.PRE_NMS_TOPK_TRAIN, rpn.PRE_NMS_TOPK_TEST),
+            "post_nms_topk": (rpn.POST_NMS_TOPK_TRAIN, rpn.POST_NMS_TOPK_TEST),
+            "nms_thresh": rpn.NMS_THRESH,
+            "min_box_size": rpn.MIN_SIZE,
+            "anchor_boundary_thresh": rpn.BOUNDARY_THRESH,
+            "loss_weight": {
+                "loss_rpn_cls": rpn.LOSS_WEIGHT,
+                "loss_rpn_loc": rpn.BBOX_REG_LOSS_WEIGHT * rpn.LOSS_WEIGHT,
+            },
+            "box_reg_loss_type": rpn.BBOX_REG_LOSS_TYPE,
+            "smooth_l1_beta": rpn.SMOOTH_L1_BETA,
+        }
+
+    def _subsample_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Keep a random ``batch_size_per_image`` of the labels; the rest become -1 (ignored)."""
+        pos_idx, neg_idx = subsample_labels(
+            labels, self.batch_size_per_image, self.positive_fraction, bg_label=0
+        )
+        sampled = torch.full_like(labels, -1)
+        sampled[pos_idx] = 1
+        sampled[neg_idx] = 0
+        return sampled
+
+    @torch.no_grad()
+    def label_and_sample_anchors(
+        self, anchors: List[Boxes], gt_instances: List[Instances]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Label the anchors of each image and sample the ones that enter the loss.
+
+        Args:
+            anchors: per level, the Boxes of that level's anchors (shared by all images).
+            gt_instances: per image, Instances with ``gt_boxes``.
+
+        Returns:
+            gt_labels: per image, (R,) int labels: 1 sampled positive, 0 sampled negative,
+                -1 not sampled or ignored.
+            matched_gt_boxes: per image, (R, 4) the ground-truth box matched to each anchor
+                (meaningful for positives only).
+        """
+        anchors = Boxes.cat(anchors)
+        gt_labels, matched_gt_boxes = [], []
+        for instances in gt_instances:
+            if not instances.has("gt_boxes"):
+                raise KeyError("RPN training needs ground truth Instances with a 'gt_boxes' field")
+            gt_boxes = instances.gt_boxes
+            match_quality_matrix = pairwise_iou(gt_boxes, anchors)
+            matched_idxs, labels = self.anchor_matcher(match_quality_matrix)
+            labels = labels.to(device=anchors.tensor.device, dtype=torch.int64)
+
+            if self.anchor_boundary_thresh >= 0:
+                inside = _inside_image(anchors.tensor, instances.image_size, self.anchor_boundary_thresh)
+                labels[~inside] = -1
+            labels = self._subsample_labels(labels)
+
+            if len(gt_boxes) == 0:
+                matched = torch.zeros_like(anchors.tensor)
+            else:
+                matched = gt_boxes.tensor[matched_idxs]
+            gt_labels.append(labels)
+            matched_gt_boxes.append(matched)
+        return gt_labels, matched_gt_boxes
+
+    def losses(
+        self,
+        anchors: List[Boxes],
+        pred_objectness_logits: List[torch.Tensor],
+        gt_labels: List[torch.Tensor],
+        pred_anchor_deltas: List[torch.Tensor],
+        gt_boxes: List[torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        """RPN losses, each a sum over sampled anchors divided by the number of anchors sampled
+        per batch (``batch_size_per_image * N``) and multiplied by its loss weight.
+
+        Args:
+            anchors: per level, Boxes of Ri anchors.
+            pred_objectness_logits: per level, (N, Ri) logits.
+            gt_labels: per image, (R,) labels from ``label_and_sample_anchors``.
+            pred_anchor_deltas: per level, (N, Ri, 4) deltas.
+            gt_boxes: per image, (R, 4) matched ground-truth boxes.
+        """
+        num_images = len(gt_labels)
+        gt_labels = torch.stack(gt_labels)
+        pos_mask = gt_labels == 1
+
+        localization_loss = box_regression_loss(
+            anchors,
+            self.box2box_transform,
+            pred_anchor_deltas,
+            gt_boxes,
+            pos_mask,
+            loss_type=self.box_reg_loss_type,
+            smooth_l1_beta=self.smooth_l1_beta,
+        )
+        valid_mask = gt_labels >= 0
+        objectness_loss = F.binary_cross_entropy_with_logits(
+            torch.cat(pred_objectness_logits, dim=1)[valid_mask],
+            gt_labels[valid_mask].to(torch.float32),
+            reduction="sum",
+        )
+        normalizer = self.batch_size_per_image * num_images
+        losses = {
+            "loss_rpn_cls": objectness_loss / normalizer,
+            "loss_rpn_loc": localization_loss / normalizer,
+        }
+        return {name: loss * self.loss_weight[name] for name, loss in losses.items()}
+
+    def forward(
+        self,
+        images: ImageList,
+        features: Dict[str, torch.Tensor],
+        gt_instances: Optional[List[Instances]] = None,
+    ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
+        """Proposals for each image and, in training, the RPN losses.
+
+        Args:
+            images: the batched images; only their unpadded ``image_sizes`` are read.
+            features: feature maps by name, (N, C, Hi, Wi); ``in_features`` are used.
+            gt_instances: per image, Instances with ``gt_boxes``; required in training.
+        """
+        missing = [name for name in self.in_features if name not in features]
+        if missing:
+            raise KeyError(f"RPN expects feature maps {missing}; got {sorted(features)}")
+        level_features = [features[name] for name in self.in_features]
+        anchors = self.anchor_generator(level_features)
+        pred_objectness_logits, pred_anchor_deltas = self.rpn_head(level_features)
+
+        # (N, A, H, W) -> (N, H*W*A), matching the anchors' (y, x, a) order.
+        pred_objectness_logits = [
+            logits.permute(0, 2, 3, 1).flatten(1) for logits in pred_objectness_logits
+        ]
+        box_dim = anchors[0].tensor.shape[1]
+        # (N, A*B, H, W) -> (N, A, B, H, W) -> (N, H, W, A, B) -> (N, H*W*A, B)
+        pred_anchor_deltas = [
+            deltas.view(deltas.shape[0], -1, box_dim, deltas.shape[-2], deltas.shape[-1])
+            .permute(0, 3, 4, 1, 2)
+            .flatten(1, -2)
+            for deltas in pred_anchor_deltas
+        ]
+
+        if self.training:
+            if gt_instances is None:
+                raise ValueError("RPN in training mode needs gt_instances")
+            gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
+            losses = self.losses(
+                anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
+            )
+        else:
+            losses = {}
+        proposals = self.predict_proposals(
+            anchors, pred_objectness_logits, pred_anchor_deltas, images.image_sizes
+        )
+        return proposals, losses
+
+    @torch.no_grad()
+    def predict_proposals(
+        self,
+        anchors: List[Boxes],
+        pred_objectness_logits: List[torch.Tensor],
+        pred_anchor_deltas: List[torch.Tensor],
+        image_sizes: List[Tuple[int, int]],
+    ) -> List[Instances]:
+        """Decode and select the proposals of each image.
+
+        Proposals carry no gradient: the second stage treats them as fixed inputs.
+        """
+        proposals = self._decode_proposals(anchors, pred_anchor_deltas)
+        return find_top_rpn_proposals(
+            proposals,
+            pred_objectness_logits,
+            image_sizes,
+            self.nms_thresh,
+            self.pre_nms_topk[self.training],
+            self.post_nms_topk[self.training],
+            self.min_box_size,
+            self.training,
+        )
+
+    def _decode_proposals(
+        self, anchors: List[Boxes], pred_anchor_deltas: List[torch.Tensor]
+    ) -> List[torch.Tensor]:
+        """Per level, (N, Ri, B) boxes from anchors (Ri, B) and deltas (N, Ri, B)."""
+        proposals = []
+        for level_anchors, level_deltas in zip(anchors, pred_anchor_deltas):
+            num_images, num_anchors, box_dim = level_deltas.shape
+            anchor_tensor = level_anchors.tensor.unsqueeze(0).expand(num_images, -1, -1)
+            decoded = self.box2box_transform.apply_deltas(
+                level_deltas.reshape(-1, box_dim), anchor_tensor.reshape(-1, box_dim)
+            )
+            proposals.append(decoded.view(num_images, num_anchors, box_dim))
+        return proposals

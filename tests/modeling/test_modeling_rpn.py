@@ -1,0 +1,219 @@
+import math
+from collections import OrderedDict
+
+import pytest
+import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchorGenerator
+from torchvision.models.detection.image_list import ImageList as TorchvisionImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+from mrcnn.config import get_cfg
+from mrcnn.layers import ShapeSpec
+from mrcnn.modeling.box_regression import Box2BoxTransform
+from mrcnn.modeling.proposal_generator import (
+    PROPOSAL_GENERATOR_REGISTRY,
+    RPN,
+    StandardRPNHead,
+    build_proposal_generator,
+    find_top_rpn_proposals,
+)
+from mrcnn.structures import Boxes, ImageList, Instances
+
+CHANNELS = 8
+INPUT_SHAPE = {"p2": ShapeSpec(channels=CHANNELS, stride=4), "p3": ShapeSpec(channels=CHANNELS, stride=8)}
+IMAGE_SIZES = [(64, 64), (60, 44)]
+
+
+def _cfg(**rpn_overrides):
+    cfg = get_cfg()
+    cfg.MODEL.RPN.IN_FEATURES = ["p2", "p3"]
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32]]
+    cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 300
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 100
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 150
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 60
+    for key, value in rpn_overrides.items():
+        setattr(cfg.MODEL.RPN, key, value)
+    return cfg
+
+
+def _inputs(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = ImageList(torch.zeros(2, 3, 64, 64), IMAGE_SIZES)
+    features = {
+        "p2": torch.randn(2, CHANNELS, 16, 16, generator=generator),
+        "p3": torch.randn(2, CHANNELS, 8, 8, generator=generator),
+    }
+    return images, features
+
+
+def _gt():
+    first = Instances(IMAGE_SIZES[0], gt_boxes=Boxes(torch.tensor([[4.0, 6.0, 30.0, 24.0], [20.0, 30.0, 60.0, 62.0]])))
+    second = Instances(IMAGE_SIZES[1], gt_boxes=Boxes(torch.tensor([[10.0, 10.0, 26.0, 40.0]])))
+    return [first, second]
+
+
+def _randomize_head(rpn, seed=1, std=0.3):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in rpn.rpn_head.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+def test_build_from_config():
+    rpn = build_proposal_generator(_cfg(), INPUT_SHAPE)
+    assert isinstance(rpn, RPN) and PROPOSAL_GENERATOR_REGISTRY.get("RPN") is RPN
+    assert isinstance(rpn.rpn_head, StandardRPNHead)
+    names = {name for name, _ in rpn.named_parameters()}
+    assert names == {
+        "rpn_head.conv.weight", "rpn_head.conv.bias",
+        "rpn_head.objectness_logits.weight", "rpn_head.objectness_logits.bias",
+        "rpn_head.anchor_deltas.weight", "rpn_head.anchor_deltas.bias",
+    }
+    assert rpn.rpn_head.anchor_deltas.weight.shape == (12, CHANNELS, 1, 1)
+    assert abs(float(rpn.rpn_head.objectness_logits.weight.detach().std()) - 0.01) < 0.005
+    assert float(rpn.rpn_head.conv.bias.detach().abs().sum()) == 0.0
+
+
+def test_stacked_head_convs_and_bad_feature_names():
+    head = StandardRPNHead(_cfg(CONV_DIMS=[16, -1]), list(INPUT_SHAPE.values()))
+    assert head.conv.conv0.weight.shape == (16, CHANNELS, 3, 3)
+    assert head.conv.conv1.weight.shape == (CHANNELS, 16, 3, 3)
+    logits, deltas = head([torch.randn(1, CHANNELS, 5, 6)])
+    assert logits[0].shape == (1, 3, 5, 6) and deltas[0].shape == (1, 12, 5, 6)
+    with pytest.raises(KeyError, match="IN_FEATURES"):
+        build_proposal_generator(_cfg(IN_FEATURES=["p2", "p9"]), INPUT_SHAPE)
+
+
+def test_training_returns_finite_losses_with_gradients():
+    rpn = build_proposal_generator(_cfg(), INPUT_SHAPE)
+    rpn.train()
+    images, features = _inputs()
+    proposals, losses = rpn(images, features, _gt())
+    assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    for name, param in rpn.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert len(proposals) == 2 and all(len(p) <= 100 for p in proposals)
+    assert not proposals[0].proposal_boxes.tensor.requires_grad
+
+
+def test_loss_values_with_zero_head():
+    """Zero logits and deltas: cls loss is log(2) per sampled anchor, loc loss the L1 of targets."""
+    rpn = build_proposal_generator(_cfg(BATCH_SIZE_PER_IMAGE=64), INPUT_SHAPE)
+    rpn.train()
+    with torch.no_grad():
+        for param in rpn.rpn_head.parameters():
+            param.zero_()
+    images, features = _inputs()
+    gt = _gt()
+    anchors = rpn.anchor_generator([features["p2"], features["p3"]])
+    torch.manual_seed(3)
+    labels, matched = rpn.label_and_sample_anchors(anchors, gt)
+    torch.manual_seed(3)
+    _, losses = rpn(images, features, gt)
+
+    all_anchors = Boxes.cat(anchors).tensor
+    num_sampled = sum(int((l >= 0).sum()) for l in labels)
+    assert num_sampled == 2 * 64
+    positives = [l == 1 for l in labels]
+    assert all(int(p.sum()) > 0 for p in positives)
+    transform = Box2BoxTransform((1.0, 1.0, 1.0, 1.0))
+    l1 = sum(float(transform.get_deltas(all_anchors[p], m[p]).abs().sum()) for p, m in zip(positives, matched))
+    torch.testing.assert_close(losses["loss_rpn_cls"], torch.tensor(num_sampled * math.log(2.0) / 128))
+    torch.testing.assert_close(losses["loss_rpn_loc"], torch.tensor(l1 / 128))
+
+
+def test_image_without_gt_and_boundary_thresh():
+    rpn = build_proposal_generator(_cfg(BOUNDARY_THRESH=0), INPUT_SHAPE)
+    images, features = _inputs()
+    gt = _gt()
+    gt[1] = Instances(IMAGE_SIZES[1], gt_boxes=Boxes(torch.zeros(0, 4)))
+    anchors = rpn.anchor_generator([features["p2"], features["p3"]])
+    labels, matched = rpn.label_and_sample_anchors(anchors, gt)
+    assert int((labels[1] == 1).sum()) == 0 and int((labels[1] == 0).sum()) > 0
+    all_anchors = Boxes.cat(anchors).tensor
+    for image_labels, (height, width) in zip(labels, IMAGE_SIZES):
+        sampled = all_anchors[image_labels >= 0]
+        assert (sampled[:, :2] >= 0).all() and (sampled[:, 2] < width).all() and (sampled[:, 3] < height).all()
+    rpn.train()
+    _, losses = rpn(images, features, gt)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_eval_proposals_are_bounded_inside_and_sorted():
+    rpn = build_proposal_generator(_cfg(), INPUT_SHAPE)
+    _randomize_head(rpn)
+    rpn.eval()
+    images, features = _inputs()
+    proposals, losses = rpn(images, features)
+    assert losses == {}
+    for result, (height, width) in zip(proposals, IMAGE_SIZES):
+        boxes = result.proposal_boxes.tensor
+        logits = result.objectness_logits
+        assert result.image_size == (height, width)
+        assert 0 < len(result) <= 60
+        assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+        assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+        assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
+        assert (logits[:-1] >= logits[1:]).all()
+
+
+def test_eval_proposals_match_torchvision_rpn():
+    cfg = _cfg(MIN_SIZE=1e-3)  # torchvision drops boxes with a side below 1e-3
+    cfg.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS = True
+    rpn = build_proposal_generator(cfg, INPUT_SHAPE)
+    _randomize_head(rpn)
+    rpn.eval()
+
+    tv_head = RPNHead(CHANNELS, 3)
+    tv_head.load_state_dict({
+        "conv.0.0.weight": rpn.rpn_head.conv.weight, "conv.0.0.bias": rpn.rpn_head.conv.bias,
+        "cls_logits.weight": rpn.rpn_head.objectness_logits.weight,
+        "cls_logits.bias": rpn.rpn_head.objectness_logits.bias,
+        "bbox_pred.weight": rpn.rpn_head.anchor_deltas.weight,
+        "bbox_pred.bias": rpn.rpn_head.anchor_deltas.bias,
+    })
+    tv_rpn = RegionProposalNetwork(
+        TorchvisionAnchorGenerator(((16,), (32,)), ((0.5, 1.0, 2.0),) * 2), tv_head,
+        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
+        pre_nms_top_n={"training": 300, "testing": 150}, post_nms_top_n={"training": 100, "testing": 60},
+        nms_thresh=0.7, score_thresh=0.0,
+    ).eval()
+
+    images, features = _inputs(seed=5)
+    with torch.no_grad():
+        ours, _ = rpn(images, features)
+        theirs, _ = tv_rpn(TorchvisionImageList(images.tensor, IMAGE_SIZES), OrderedDict(features))
+    for result, expected in zip(ours, theirs):
+        boxes = result.proposal_boxes.tensor
+        assert boxes.shape == expected.shape and len(boxes) > 10
+        # same order too, since sigmoid keeps the order of distinct logits
+        torch.testing.assert_close(boxes, expected, rtol=0, atol=1e-4)
+
+
+def test_non_finite_predictions():
+    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [float("nan"), 0.0, 5.0, 5.0], [2.0, 2.0, 9.0, 30.0]]])
+    logits = torch.tensor([[1.0, 3.0, 2.0]])
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        find_top_rpn_proposals([boxes], [logits], [(20, 20)], 0.7, 10, 10, 0.0, training=True)
+    (result,) = find_top_rpn_proposals([boxes], [logits], [(20, 20)], 0.7, 10, 10, 0.0, training=False)
+    # the NaN box is dropped; the tall box is clipped to the image height, then both kept by score
+    torch.testing.assert_close(result.objectness_logits, torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(
+        result.proposal_boxes.tensor, torch.tensor([[2.0, 2.0, 9.0, 20.0], [0.0, 0.0, 10.0, 10.0]])
+    )
+
+
+def test_per_level_topk_and_min_size():
+    # level 0 has 3 boxes, level 1 has 2; pre-NMS top-1 per level, then the 1e-3-wide box is dropped
+    level0 = torch.tensor([[[0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 14.0, 14.0], [0.0, 0.0, 1.0, 1.0]]])
+    level1 = torch.tensor([[[5.0, 5.0, 5.0005, 9.0], [0.0, 0.0, 2.0, 2.0]]])
+    logits0 = torch.tensor([[0.5, 2.0, 0.1]])
+    logits1 = torch.tensor([[3.0, 1.0]])
+    (result,) = find_top_rpn_proposals([level0, level1], [logits0, logits1], [(20, 20)], 0.7, 1, 10, 1e-3, False)
+    torch.testing.assert_close(result.objectness_logits, torch.tensor([2.0]))
+    (result,) = find_top_rpn_proposals([level0, level1], [logits0, logits1], [(20, 20)], 0.7, 1, 10, 0.0, False)
+    torch.testing.assert_close(result.objectness_logits, torch.tensor([3.0, 2.0]))
