@@ -1,0 +1,22 @@
+"""Building blocks shared by models: thin wrappers over torchvision.ops, conv + norm, mask pasting."""
+from .batch_norm import NORM_NAMES, FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm
+from .mask_ops import paste_masks_in_image
+from .nms import batched_nms, nms
+from .roi_align import ROIAlign
+from .shape_spec import ShapeSpec
+from .wrappers import Conv2d, cat, nonzero_tuple
+
+__all__ = [
+    "NORM_NAMES",
+    "Conv2d",
+    "FrozenBatchNorm2d",
+    "ROIAlign",
+    "ShapeSpec",
+    "batched_nms",
+    "cat",
+    "convert_frozen_batchnorm",
+    "get_norm",
+    "nms",
+    "nonzero_tuple",
+    "paste_masks_in_image",
+]
