@@ -19,17 +19,6 @@ from .rpn_head import build_rpn_head
 __all__ = ["RPN"]
 
 
-def _inside_image(anchors: torch.Tensor, image_size: Tuple[int, int], boundary_thresh: float) -> torch.Tensor:
-    """(R,) bool: anchors that cross the image border by at most ``boundary_thresh`` pixels."""
-    height, width = image_size
-    return (
-        (anchors[:, 0] >= -boundary_thresh)
-        & (anchors[:, 1] >= -boundary_thresh)
-        & (anchors[:, 2] < width + boundary_thresh)
-        & (anchors[:, 3] < height + boundary_thresh)
-    )
-
-
 @PROPOSAL_GENERATOR_REGISTRY.register()
 class RPN(nn.Module):
     """Region Proposal Network (Ren et al., 2015) over one or more feature levels.
@@ -172,7 +161,7 @@ class RPN(nn.Module):
             labels = labels.to(device=anchors.tensor.device, dtype=torch.int64)
 
             if self.anchor_boundary_thresh >= 0:
-                inside = _inside_image(anchors.tensor, instances.image_size, self.anchor_boundary_thresh)
+                inside = anchors.inside_box(instances.image_size, self.anchor_boundary_thresh)
                 labels[~inside] = -1
             labels = self._subsample_labels(labels)
 
