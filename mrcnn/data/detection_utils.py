@@ -1,0 +1,199 @@
+"""Helpers the mapper uses: read images, transform annotations, turn them into `Instances`."""
+import logging
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from PIL import Image, ImageOps
+
+from mrcnn.structures import BitMasks, Boxes, BoxMode, Instances, PolygonMasks, polygons_to_bitmask
+
+from . import transforms as T
+
+__all__ = [
+    "ImageLoadError",
+    "SizeMismatchError",
+    "read_image",
+    "convert_PIL_to_numpy",
+    "check_image_size",
+    "transform_instance_annotations",
+    "annotations_to_instances",
+    "filter_empty_instances",
+    "build_augmentation",
+]
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_FORMATS = ("RGB", "BGR", "L")
+
+
+class ImageLoadError(OSError):
+    """An image file is missing or cannot be decoded; ``file_name`` says which."""
+
+    def __init__(self, file_name: str, reason: str):
+        super().__init__(f"Cannot read image {file_name}: {reason}")
+        self.file_name = file_name
+
+
+class SizeMismatchError(ValueError):
+    """The decoded image's size differs from the height/width in its dataset dict."""
+
+
+def convert_PIL_to_numpy(image: Image.Image, format: str) -> np.ndarray:
+    """A PIL image as an HWC uint8 array in ``format`` ("RGB", "BGR" or "L" → (H, W, 1))."""
+    if format not in SUPPORTED_FORMATS:
+        raise ValueError(f"Unsupported image format '{format}'; expected one of {SUPPORTED_FORMATS}")
+    image = image.convert("L" if format == "L" else "RGB")
+    array = np.asarray(image)
+    if format == "L":
+        return array[..., None]
+    if format == "BGR":
+        array = array[..., ::-1]
+    return np.ascontiguousarray(array)
+
+
+def read_image(file_name: str, format: str = "RGB") -> np.ndarray:
+    """Read an image file with EXIF orientation applied, as HWC uint8 in ``format``.
+
+    Raises ImageLoadError (naming the file) when it is missing or cannot be decoded.
+    """
+    if format not in SUPPORTED_FORMATS:
+        raise ValueError(f"Unsupported image format '{format}'; expected one of {SUPPORTED_FORMATS}")
+    try:
+        with Image.open(file_name) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return convert_PIL_to_numpy(image, format)
+    except FileNotFoundError:
+        raise ImageLoadError(file_name, "no such file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageLoadError(file_name, f"{type(e).__name__}: {e}") from None
+
+
+def check_image_size(dataset_dict: Dict[str, Any], image: np.ndarray) -> None:
+    """Fill in missing height/width, or raise SizeMismatchError if they disagree with the image."""
+    h, w = image.shape[:2]
+    expected = (dataset_dict.get("height"), dataset_dict.get("width"))
+    if expected[0] is not None and expected[1] is not None and (h, w) != tuple(expected):
+        raise SizeMismatchError(
+            f"Image {dataset_dict.get('file_name', '<unknown>')} is {h}x{w} (HxW) but its annotation says "
+            f"{expected[0]}x{expected[1]}; fix the annotation (EXIF rotation is applied when reading)."
+        )
+    dataset_dict.setdefault("height", h)
+    dataset_dict.setdefault("width", w)
+
+
+def _segmentation_to_mask(segm: Union[dict, np.ndarray], height: int, width: int) -> np.ndarray:
+    if isinstance(segm, dict):
+        if isinstance(segm["counts"], list):  # uncompressed RLE
+            segm = mask_util.frPyObjects(segm, *segm["size"])
+        mask = mask_util.decode(segm).astype(bool)
+    else:
+        mask = np.asarray(segm).astype(bool)
+    if mask.shape != (height, width):
+        raise ValueError(f"A mask of shape {mask.shape} does not match its image of {height}x{width}")
+    return mask
+
+
+def transform_instance_annotations(annotation: Dict[str, Any], transforms: T.TransformList,
+                                   image_size: Sequence[int]) -> Dict[str, Any]:
+    """Apply ``transforms`` to one annotation's box and segmentation; the box becomes XYXY_ABS.
+
+    ``image_size`` is (height, width) after the transforms. Polygons stay flat polygon lists;
+    RLE and bitmask segmentations become (H, W) bool arrays.
+    """
+    bbox = BoxMode.convert(np.asarray(annotation["bbox"], dtype=np.float64).reshape(1, 4),
+                           annotation.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+    bbox = transforms.apply_box(bbox)[0].clip(min=0)
+    bbox = np.minimum(bbox, np.array([image_size[1], image_size[0]] * 2, dtype=np.float64))
+    annotation["bbox"], annotation["bbox_mode"] = bbox, BoxMode.XYXY_ABS
+
+    if "segmentation" in annotation:
+        segm = annotation["segmentation"]
+        if isinstance(segm, list):
+            polygons = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in segm]
+            annotation["segmentation"] = [p.reshape(-1) for p in transforms.apply_polygons(polygons)]
+        else:
+            original_size = segm["size"] if isinstance(segm, dict) else np.asarray(segm).shape
+            mask = _segmentation_to_mask(segm, *original_size)
+            annotation["segmentation"] = transforms.apply_segmentation(mask).astype(bool)
+    return annotation
+
+
+def annotations_to_instances(annotations: List[Dict[str, Any]], image_size: Sequence[int],
+                             mask_format: str = "polygon") -> Instances:
+    """Transformed annotations → Instances with gt_boxes, gt_classes and (if segmented) gt_masks.
+
+    With ``mask_format="polygon"``, an image whose annotations are all polygons gets
+    PolygonMasks; if any is an RLE or bitmask (e.g. occluded shapes, crowd regions), that image
+    gets BitMasks instead, since such masks have no exact polygon form. "bitmask" always gives
+    BitMasks. Boxes are clipped to the image.
+    """
+    if mask_format not in ("polygon", "bitmask"):
+        raise ValueError(f"INPUT.MASK_FORMAT must be 'polygon' or 'bitmask', got '{mask_format}'")
+    height, width = int(image_size[0]), int(image_size[1])
+    instances = Instances((height, width))
+    boxes = np.array([BoxMode.convert(np.asarray(a["bbox"], dtype=np.float64).reshape(1, 4),
+                                      a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)[0]
+                      for a in annotations], dtype=np.float32).reshape(-1, 4)
+    gt_boxes = Boxes(torch.as_tensor(boxes))
+    gt_boxes.clip((height, width))
+    instances.gt_boxes = gt_boxes
+    instances.gt_classes = torch.tensor([int(a["category_id"]) for a in annotations], dtype=torch.int64)
+
+    if annotations and "segmentation" in annotations[0]:
+        segms = [a.get("segmentation") for a in annotations]
+        if any(s is None for s in segms):
+            raise ValueError("Some annotations of this image have a segmentation and some do not")
+        all_polygons = all(isinstance(s, list) for s in segms)
+        if mask_format == "polygon" and all_polygons:
+            instances.gt_masks = PolygonMasks([[np.asarray(p, dtype=np.float64).reshape(-1) for p in s]
+                                               for s in segms])
+        else:
+            masks = [polygons_to_bitmask(s, height, width) if isinstance(s, list)
+                     else _segmentation_to_mask(s, height, width) for s in segms]
+            instances.gt_masks = BitMasks(torch.from_numpy(np.stack(masks)) if masks
+                                          else torch.zeros((0, height, width), dtype=torch.bool))
+    return instances
+
+
+def filter_empty_instances(instances: Instances, by_box: bool = True, by_mask: bool = True,
+                           box_threshold: float = 1e-5) -> Instances:
+    """Drop instances whose box is (nearly) empty or whose mask has no pixels (e.g. cropped away)."""
+    keep = torch.ones(len(instances), dtype=torch.bool)
+    if by_box:
+        keep &= instances.gt_boxes.nonempty(threshold=box_threshold)
+    if by_mask and instances.has("gt_masks"):
+        keep &= instances.gt_masks.nonempty()
+    return instances[keep]
+
+
+def build_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
+    """The augmentation list INPUT.* asks for (train: crop, photometric, resize, flips; test: resize)."""
+    if not is_train:
+        return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
+    augmentations: List[T.Augmentation] = []
+    crop = cfg.INPUT.CROP
+    if crop.ENABLED:
+        augmentations.append(T.RandomCrop(crop.TYPE, crop.SIZE))
+    photometric = cfg.INPUT.PHOTOMETRIC_DISTORT
+    if photometric.ENABLED and cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+        raise ValueError(f"INPUT.PHOTOMETRIC_DISTORT needs INPUT.FORMAT 'RGB' or 'BGR', got '{cfg.INPUT.FORMAT}'")
+    if photometric.ENABLED:
+        # before resizing: fewer pixels to change when upscaling, and the result barely differs
+        augmentations.append(T.RandomPhotometricDistort(
+            brightness=photometric.BRIGHTNESS, contrast=photometric.CONTRAST, saturation=photometric.SATURATION,
+            hue=photometric.HUE, prob=photometric.PROB,
+            image_format=cfg.INPUT.FORMAT,
+        ))
+    augmentations.append(T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN,
+                                              cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING))
+    flip, prob = cfg.INPUT.RANDOM_FLIP, cfg.INPUT.RANDOM_FLIP_PROB
+    if flip not in ("none", "horizontal", "vertical", "both"):
+        raise ValueError(f"INPUT.RANDOM_FLIP must be 'none', 'horizontal', 'vertical' or 'both', got '{flip}'")
+    if flip in ("horizontal", "both"):
+        augmentations.append(T.RandomFlip(prob, horizontal=True, vertical=False))
+    if flip in ("vertical", "both"):
+        augmentations.append(T.RandomFlip(prob, horizontal=False, vertical=True))
+    return augmentations
