@@ -79,3 +79,12 @@ def test_to_and_repr():
     assert moved.pred_boxes.device == torch.device("cpu") and moved.names == inst.names
     text = repr(inst)
     assert "num_instances=2" in text and "pred_boxes" in text and "scores" in text and "image_width=40" in text
+
+
+def test_pickle_round_trip_for_data_loader_workers():
+    import pickle
+
+    inst = _make(3)
+    restored = pickle.loads(pickle.dumps(inst))
+    assert restored.image_size == (30, 40) and restored.names == inst.names
+    torch.testing.assert_close(restored.pred_boxes.tensor, inst.pred_boxes.tensor)
