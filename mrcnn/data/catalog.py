@@ -76,11 +76,13 @@ class Metadata:
         if key == "name":
             raise AttributeError("Metadata.name is fixed at creation")
         fields = self._fields
-        if key in fields and not _same(fields[key], value):
-            raise ValueError(
-                f"Metadata field '{key}' of dataset '{self.name}' is already set to a different value "
-                f"({_short(fields[key])} vs {_short(value)})"
-            )
+        if key in fields:
+            if not _same(fields[key], value):
+                raise ValueError(
+                    f"Metadata field '{key}' of dataset '{self.name}' is already set to a different value "
+                    f"({_short(fields[key])} vs {_short(value)})"
+                )
+            return  # keep the first value
         fields[key] = value
 
     def __delattr__(self, key: str) -> None:
