@@ -107,7 +107,8 @@ class RandomCrop(Augmentation):
         if self.crop_type == "relative":
             return int(h * ch + 0.5), int(w * cw + 0.5)
         if self.crop_type == "relative_range":
-            rh, rw = ch + np.random.rand(2) * (1 - np.array([ch, cw]))
+            low = np.array([ch, cw], dtype=np.float64)
+            rh, rw = low + np.random.rand(2) * (1 - low)
             return int(h * rh + 0.5), int(w * rw + 0.5)
         if self.crop_type == "absolute":
             return min(int(ch), h), min(int(cw), w)
