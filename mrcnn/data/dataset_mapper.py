@@ -87,11 +87,14 @@ class DatasetMapper:
                 continue
             if not self.use_instance_mask:
                 annotation.pop("segmentation", None)
-            annotations.append(utils.transform_instance_annotations(annotation, transforms, image_shape))
-        instances = utils.annotations_to_instances(annotations, image_shape, mask_format=self.instance_mask_format)
-        if self.recompute_boxes and instances.has("gt_masks"):
-            instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
-        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+            annotation = utils.transform_instance_annotations(annotation, transforms, image_shape)
+            if self.recompute_boxes and "segmentation" in annotation:
+                annotation["bbox"] = utils.segmentation_bounding_box(annotation["segmentation"])
+            # filtering here, on numpy data, avoids many small tensor operations per image
+            if utils.annotation_is_nonempty(annotation):
+                annotations.append(annotation)
+        dataset_dict["instances"] = utils.annotations_to_instances(
+            annotations, image_shape, mask_format=self.instance_mask_format)
 
 
 def build_mapper(cfg, is_train: bool) -> Any:

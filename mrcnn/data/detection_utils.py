@@ -20,6 +20,8 @@ __all__ = [
     "transform_instance_annotations",
     "annotations_to_instances",
     "filter_empty_instances",
+    "annotation_is_nonempty",
+    "segmentation_bounding_box",
     "build_augmentation",
 ]
 
@@ -96,6 +98,17 @@ def _segmentation_to_mask(segm: Union[dict, np.ndarray], height: int, width: int
     return mask
 
 
+def _to_xyxy(bbox: Sequence[float], mode: BoxMode) -> np.ndarray:
+    """One box as a float64 (4,) XYXY_ABS array (numpy: cheaper than BoxMode.convert per box)."""
+    box = np.asarray(bbox, dtype=np.float64).reshape(4)
+    mode = BoxMode(mode)
+    if mode == BoxMode.XYXY_ABS:
+        return box.copy()
+    if mode == BoxMode.XYWH_ABS:
+        return np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]])
+    raise ValueError(f"Unsupported bbox_mode {mode!r}; dataset dicts use XYWH_ABS or XYXY_ABS")
+
+
 def transform_instance_annotations(annotation: Dict[str, Any], transforms: T.TransformList,
                                    image_size: Sequence[int]) -> Dict[str, Any]:
     """Apply ``transforms`` to one annotation's box and segmentation; the box becomes XYXY_ABS.
@@ -103,9 +116,8 @@ def transform_instance_annotations(annotation: Dict[str, Any], transforms: T.Tra
     ``image_size`` is (height, width) after the transforms. Polygons stay flat polygon lists;
     RLE and bitmask segmentations become (H, W) bool arrays.
     """
-    bbox = BoxMode.convert(np.asarray(annotation["bbox"], dtype=np.float64).reshape(1, 4),
-                           annotation.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
-    bbox = transforms.apply_box(bbox)[0].clip(min=0)
+    bbox = _to_xyxy(annotation["bbox"], annotation.get("bbox_mode", BoxMode.XYWH_ABS))
+    bbox = transforms.apply_box(bbox[None])[0].clip(min=0)
     bbox = np.minimum(bbox, np.array([image_size[1], image_size[0]] * 2, dtype=np.float64))
     annotation["bbox"], annotation["bbox_mode"] = bbox, BoxMode.XYXY_ABS
 
@@ -134,9 +146,8 @@ def annotations_to_instances(annotations: List[Dict[str, Any]], image_size: Sequ
         raise ValueError(f"INPUT.MASK_FORMAT must be 'polygon' or 'bitmask', got '{mask_format}'")
     height, width = int(image_size[0]), int(image_size[1])
     instances = Instances((height, width))
-    boxes = np.array([BoxMode.convert(np.asarray(a["bbox"], dtype=np.float64).reshape(1, 4),
-                                      a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)[0]
-                      for a in annotations], dtype=np.float32).reshape(-1, 4)
+    boxes = np.array([_to_xyxy(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS)) for a in annotations],
+                     dtype=np.float32).reshape(-1, 4)
     gt_boxes = Boxes(torch.as_tensor(boxes))
     gt_boxes.clip((height, width))
     instances.gt_boxes = gt_boxes
@@ -158,6 +169,37 @@ def annotations_to_instances(annotations: List[Dict[str, Any]], image_size: Sequ
     return instances
 
 
+def segmentation_bounding_box(segmentation: Union[list, np.ndarray]) -> np.ndarray:
+    """Tight XYXY box (4,) of transformed polygons (flat arrays) or an (H, W) mask; zeros if empty."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros(4)
+        points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in segmentation])
+        return np.concatenate([points.min(axis=0), points.max(axis=0)])
+    rows, cols = np.any(segmentation, axis=1), np.any(segmentation, axis=0)
+    if not rows.any():
+        return np.zeros(4)
+    y0, y1 = np.nonzero(rows)[0][[0, -1]]
+    x0, x1 = np.nonzero(cols)[0][[0, -1]]
+    return np.array([x0, y0, x1 + 1, y1 + 1], dtype=np.float64)
+
+
+def annotation_is_nonempty(annotation: Dict[str, Any], box_threshold: float = 1e-5) -> bool:
+    """Whether a transformed annotation (XYXY box) still has a box with area and, if segmented, a mask.
+
+    Checked on numpy data before `Instances` are built: cheaper than `filter_empty_instances`.
+    """
+    x0, y0, x1, y1 = annotation["bbox"]
+    if x1 - x0 <= box_threshold or y1 - y0 <= box_threshold:
+        return False
+    segmentation = annotation.get("segmentation")
+    if segmentation is None:
+        return True
+    if isinstance(segmentation, list):
+        return len(segmentation) > 0
+    return bool(np.any(segmentation))
+
+
 def filter_empty_instances(instances: Instances, by_box: bool = True, by_mask: bool = True,
                            box_threshold: float = 1e-5) -> Instances:
     """Drop instances whose box is (nearly) empty or whose mask has no pixels (e.g. cropped away)."""
@@ -166,7 +208,7 @@ def filter_empty_instances(instances: Instances, by_box: bool = True, by_mask: b
         keep &= instances.gt_boxes.nonempty(threshold=box_threshold)
     if by_mask and instances.has("gt_masks"):
         keep &= instances.gt_masks.nonempty()
-    return instances[keep]
+    return instances if bool(keep.all()) else instances[keep]
 
 
 def build_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:

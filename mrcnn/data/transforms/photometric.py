@@ -3,22 +3,40 @@ RandomPhotometricDistort (which the original project trained with).
 
 Each of the four changes happens independently with probability ``prob``, with a factor drawn
 uniformly from its range: brightness multiplies pixel values; contrast blends with the image's
-mean grey level; saturation blends each pixel with its own grey level; hue rotates the hue
-circle by the drawn fraction (so [-0.05, 0.05] is ±18°). Contrast goes either first or last
-(a fair coin), as in torchvision. Optionally the channels are permuted. Boxes and masks are
-untouched. ``image_format`` ("RGB" or "BGR") tells which channel is which, for grey and hue.
+mean grey level (ITU-R 601 luma); saturation blends each pixel with its own grey level; hue
+rotates colours about the grey axis by the drawn fraction of a turn (so [-0.05, 0.05] is ±18°;
+the luminance-preserving rotation, a close stand-in for shifting HSV hue). Contrast goes
+either first or last (a fair coin), as in torchvision. Optionally the channels are permuted.
+
+All four changes are linear in the pixel values, so they are composed into one affine colour
+matrix and applied in a single pass by Pillow, with rounding and clipping to [0, 255] once at
+the end (torchvision clips after each step; the results differ only where a middle step
+saturates). Boxes and masks are untouched. ``image_format`` ("RGB" or "BGR") says which
+channel is which.
 """
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageStat
 
 from .augmentation import Augmentation
 from .transform import NoOpTransform, Transform
 
 __all__ = ["PhotometricDistortTransform", "RandomPhotometricDistort"]
 
-_GREY_WEIGHTS_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA_RGB = np.array([0.299, 0.587, 0.114])  # ITU-R 601 grey level
+
+
+def _hue_rotation(angle: float) -> np.ndarray:
+    """(3, 3) RGB matrix rotating colours about the grey axis by ``angle`` radians, keeping luminance.
+
+    The standard luminance-preserving hue rotation (as in the SVG/CSS hue-rotate filter).
+    """
+    cos, sin = np.cos(angle), np.sin(angle)
+    lum = np.array([0.213, 0.715, 0.072])
+    return (np.outer(np.ones(3), lum)
+            + cos * (np.eye(3) - np.outer(np.ones(3), lum))
+            + sin * np.array([[-0.213, -0.715, 0.928], [0.143, 0.140, -0.283], [-0.787, 0.715, 0.072]]))
 
 
 class PhotometricDistortTransform(Transform):
@@ -32,42 +50,45 @@ class PhotometricDistortTransform(Transform):
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
         self.contrast_first, self.channel_order, self.image_format = contrast_first, channel_order, image_format
 
-    def _grey(self, image: np.ndarray) -> np.ndarray:
-        weights = _GREY_WEIGHTS_RGB if self.image_format == "RGB" else _GREY_WEIGHTS_RGB[::-1]
-        return image @ weights
+    def color_matrix(self, mean_rgb: np.ndarray) -> np.ndarray:
+        """The (3, 4) affine map [A | b] on RGB values that this transform applies, given the image mean."""
+        luma = _LUMA_RGB
+        matrix, offset = np.eye(3), np.zeros(3)
 
-    def _adjust_contrast(self, image: np.ndarray) -> np.ndarray:
-        if self.contrast == 1.0:
-            return image
-        mean = float(self._grey(image).mean())
-        return np.clip(mean + self.contrast * (image - mean), 0, 255)
+        def then(a: np.ndarray, b: np.ndarray) -> None:
+            nonlocal matrix, offset
+            matrix, offset = a @ matrix, a @ offset + b
 
-    def _adjust_hue(self, image: np.ndarray) -> np.ndarray:
-        if self.hue == 0.0:
-            return image
-        rgb = image if self.image_format == "RGB" else image[..., ::-1]
-        hsv = np.array(Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB").convert("HSV"))
-        hsv[..., 0] = (hsv[..., 0].astype(np.int32) + int(round(self.hue * 256))) % 256
-        rgb = np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"), dtype=np.float32)
-        return rgb if self.image_format == "RGB" else rgb[..., ::-1]
+        def contrast() -> None:
+            grey_mean = float(luma @ (matrix @ mean_rgb + offset))
+            then(self.contrast * np.eye(3), np.full(3, (1 - self.contrast) * grey_mean))
+
+        then(self.brightness * np.eye(3), np.zeros(3))
+        if self.contrast_first:
+            contrast()
+        then(self.saturation * np.eye(3) + (1 - self.saturation) * np.outer(np.ones(3), luma), np.zeros(3))
+        then(_hue_rotation(2 * np.pi * self.hue), np.zeros(3))
+        if not self.contrast_first:
+            contrast()
+        return np.concatenate([matrix, offset[:, None]], axis=1)
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"photometric distortion needs an (H, W, 3) image, got shape {image.shape}")
-        out = image.astype(np.float32)
-        if self.brightness != 1.0:
-            out = np.clip(out * self.brightness, 0, 255)
-        if self.contrast_first:
-            out = self._adjust_contrast(out)
-        if self.saturation != 1.0:
-            grey = self._grey(out)[..., None]
-            out = np.clip(grey + self.saturation * (out - grey), 0, 255)
-        out = self._adjust_hue(out)
-        if not self.contrast_first:
-            out = self._adjust_contrast(out)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"photometric distortion needs an (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
+        pil = Image.fromarray(np.ascontiguousarray(image))
+        mean = np.array(ImageStat.Stat(pil).mean, dtype=np.float64)
+        if self.image_format == "BGR":
+            mean = mean[::-1]
+        affine = self.color_matrix(mean)
+        if self.image_format == "BGR":  # act on BGR data directly: reverse the matrix's rows and columns
+            affine = np.concatenate([affine[::-1, 2::-1], affine[::-1, 3:]], axis=1)
+        if not np.allclose(affine, np.eye(3, 4)):
+            # one pass in C; Pillow rounds and clips to [0, 255]
+            pil = pil.convert("RGB", tuple(float(v) for v in affine.reshape(-1)))
+        out = np.asarray(pil)
         if self.channel_order is not None:
             out = out[..., list(self.channel_order)]
-        return np.round(out).astype(np.uint8)
+        return np.ascontiguousarray(out)
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
         return coords
