@@ -14,7 +14,7 @@ import torch
 from tabulate import tabulate
 
 from mrcnn.config import configurable
-from mrcnn.data.catalog import MetadataCatalog
+from mrcnn.data.catalog import DatasetCatalog, MetadataCatalog
 from mrcnn.structures import Instances
 from mrcnn.utils import comm
 
@@ -158,10 +158,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._max_dets_per_image = int(max_dets_per_image or 100)
         self._backend = get_coco_eval_backend(backend)
         self._metadata = MetadataCatalog.get(dataset_name)
-        json_file = self._metadata.get("json_file")
-        if json_file and not os.path.isfile(json_file):
-            raise FileNotFoundError(f"COCOEvaluator: json_file of dataset '{dataset_name}' does not exist: {json_file}")
-        self._json_file: Optional[str] = json_file or None
+        self._json_file: Optional[str] = self._metadata.get("json_file") or None
         self._coco_gt: Any = None  # loaded on first evaluate(), on the main process only
         self.reset()
 
@@ -253,6 +250,12 @@ class COCOEvaluator(DatasetEvaluator):
     def _ground_truth(self) -> Any:
         if self._coco_gt is None:
             json_file = self._json_file
+            if json_file is not None and not os.path.isfile(json_file) and self._dataset_name in DatasetCatalog:
+                DatasetCatalog.get(self._dataset_name)  # some datasets write their json on first load
+            if json_file is not None and not os.path.isfile(json_file):
+                raise FileNotFoundError(
+                    f"COCOEvaluator: json_file of dataset '{self._dataset_name}' does not exist: {json_file}"
+                )
             if json_file is None:
                 logger.info(f"Dataset '{self._dataset_name}' has no json_file; converting its dataset dicts to COCO json.")
                 json_file = convert_to_coco_json(self._dataset_name, self._output_dir)

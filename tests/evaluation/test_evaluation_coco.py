@@ -423,3 +423,30 @@ def test_mask_encoding_equals_pycocotools_encode():
         assert [r["counts"] for r in rles] == [e["counts"].decode("ascii") for e in expected]
         assert all(list(r["size"]) == [23, 17] for r in rles)
     assert encode_masks_as_rle(torch.zeros(0, 5, 5, dtype=torch.bool)) == []
+
+
+def test_json_written_on_first_load_and_missing_json(tmp_path):
+    """A dataset may create its json when first loaded (as the shapes dataset does); a missing one is named."""
+    from mrcnn.data.datasets import load_coco_json
+
+    coco = _tiny_coco()
+    json_path = str(tmp_path / "later.json")
+    name = f"lazy_{uuid.uuid4().hex[:6]}"
+
+    def load():
+        if not os.path.exists(json_path):
+            with open(json_path, "w") as f:
+                json.dump(coco, f)
+        return load_coco_json(json_path, str(tmp_path), name)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(json_file=json_path, evaluator_type="coco")
+    evaluator = COCOEvaluator(name, distributed=False)  # before the json exists
+    assert _run(evaluator, coco, _ground_truth_predictions)["segm"]["AP"] == pytest.approx(100.0)
+
+    missing = f"missing_{uuid.uuid4().hex[:6]}"
+    MetadataCatalog.get(missing).set(json_file=str(tmp_path / "nope.json"), thing_classes=["disk"])
+    evaluator = COCOEvaluator(missing, distributed=False)
+    evaluator.process([{"image_id": 1}], [{"instances": _ground_truth_predictions(coco, 1)}])
+    with pytest.raises(FileNotFoundError, match=f"dataset '{missing}' does not exist: .*nope.json"):
+        evaluator.evaluate()
