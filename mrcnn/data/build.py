@@ -55,12 +55,15 @@ def _log_instance_histogram(dataset_dicts: List[dict], class_names: Optional[Seq
     logger.info("Instances per category:\n" + tabulate(rows, headers=["category", "#instances"], tablefmt="pipe"))
 
 
-def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: bool = True) -> List[dict]:
+def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: bool = True,
+                                proposal_files: Optional[Sequence[str]] = None) -> List[dict]:
     """The concatenated dataset dicts of registered datasets ``names``.
 
     With ``filter_empty``, images without any non-crowd annotation are dropped (training).
-    Datasets combined must agree on thing_classes.
+    Datasets combined must agree on thing_classes. Precomputed proposal files are not supported.
     """
+    if proposal_files:
+        raise NotImplementedError("Precomputed proposals (DATASETS.PROPOSAL_FILES_*) are not supported")
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
@@ -168,20 +171,32 @@ def build_detection_train_loader(cfg, mapper: Optional[Callable] = None, dataset
     )
 
 
-def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]], mapper: Optional[Callable] = None,
-                                *, batch_size: int = 1, num_workers: Optional[int] = None,
+def build_detection_test_loader(cfg=None, dataset_name: Union[str, Sequence[str], None] = None,
+                                mapper: Optional[Callable] = None, *, dataset: Optional[List[dict]] = None,
+                                batch_size: int = 1, num_workers: Optional[int] = None,
                                 sampler: Optional[torchdata.Sampler] = None) -> torchdata.DataLoader:
-    """A loader over every image of ``dataset_name`` once, this rank's shard in order; items are
-    lists of ``batch_size`` mapped dicts. A missing or corrupt image is an error naming the file."""
-    dataset = get_detection_dataset_dicts(dataset_name, filter_empty=False)
+    """A loader over every image of ``dataset_name`` (or the dicts ``dataset``) once, this rank's
+    contiguous shard in order; items are lists of ``batch_size`` mapped dicts.
+
+    Without a config, pass ``dataset`` and ``mapper``. A missing or corrupt image is an error
+    naming the file.
+    """
+    if dataset is None:
+        if dataset_name is None:
+            raise ValueError("build_detection_test_loader needs dataset_name or dataset")
+        dataset = get_detection_dataset_dicts(dataset_name, filter_empty=False)
     if mapper is None:
+        if cfg is None:
+            raise ValueError("build_detection_test_loader needs cfg or mapper")
         mapper = build_mapper(cfg, False)
+    if num_workers is None:
+        num_workers = cfg.DATALOADER.NUM_WORKERS if cfg is not None else 0
     mapped = MapDataset(DatasetFromList(dataset, copy=False), mapper)
     return torchdata.DataLoader(
         mapped,
         batch_size=batch_size,
         sampler=sampler if sampler is not None else InferenceSampler(len(mapped)),
         drop_last=False,
-        num_workers=cfg.DATALOADER.NUM_WORKERS if num_workers is None else num_workers,
+        num_workers=num_workers,
         collate_fn=trivial_batch_collator,
     )

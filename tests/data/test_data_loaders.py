@@ -156,3 +156,16 @@ def test_repeat_factor_sampler_from_config(shapes_cfg):
     cfg.DATALOADER.SAMPLER_TRAIN = "Nope"
     with pytest.raises(ValueError, match="SAMPLER_TRAIN 'Nope'"):
         build_detection_train_loader(cfg)
+
+
+def test_test_loader_without_config(shapes_cfg):
+    dicts = DatasetCatalog.get(shapes_cfg.DATASETS.TEST[0])[:3]
+    from mrcnn.data import DatasetMapper
+    from mrcnn.data import transforms as T
+
+    mapper = DatasetMapper(False, augmentations=[T.Resize((50, 60))], image_format="RGB")
+    batches = list(build_detection_test_loader(dataset=dicts, mapper=mapper, batch_size=2))
+    assert [len(b) for b in batches] == [2, 1]
+    assert batches[0][1]["image"].shape == (3, 50, 60) and batches[1][0]["image_id"] == dicts[2]["image_id"]
+    with pytest.raises(ValueError, match="dataset_name or dataset"):
+        build_detection_test_loader(mapper=mapper)
