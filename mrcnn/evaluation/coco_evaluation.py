@@ -331,7 +331,8 @@ class COCOEvaluator(DatasetEvaluator):
         logger.info(f"Evaluation results of '{self._dataset_name}' for {task} ({self._backend.name}):\n{summary}")
         nan_metrics = [m for m in COCO_METRICS if math.isnan(metrics[m])]
         if nan_metrics:
-            logger.info(f"{', '.join(nan_metrics)} are NaN: no ground truth falls in those ranges.")
+            verb = "is" if len(nan_metrics) == 1 else "are"
+            logger.info(f"{', '.join(nan_metrics)} {verb} NaN: no ground truth falls in that size range.")
         logger.info(f"Per-category {task} AP:\n{per_category_table(per_class)}")
         return metrics
 
