@@ -1,4 +1,6 @@
 """ResNet and FPN: output names, strides, channels, stride placement and the registry."""
+import math
+
 import pytest
 import torch
 
@@ -19,7 +21,7 @@ def test_resnet_fpn_shapes(depth, res2_channels, res5_channels):
     features = backbone(torch.randn(1, 3, 64, 96))
     assert list(features) == ["p2", "p3", "p4", "p5", "p6"]
     for level, name in enumerate(features, start=2):
-        assert features[name].shape == (1, 32, 64 // 2**level, 96 // 2**level)
+        assert features[name].shape == (1, 32, math.ceil(64 / 2**level), math.ceil(96 / 2**level))
         assert backbone.output_shape()[name].stride == 2**level
 
 
