@@ -1,4 +1,4 @@
-"""Helpers the mapper uses: read images, transform annotations, turn them into `Instances`."""
+"""Functions the mapper uses: read images, transform annotations, turn them into `Instances`."""
 import logging
 from typing import Any, Dict, List, Sequence, Union
 
