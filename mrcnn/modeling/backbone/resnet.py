@@ -208,10 +208,8 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     in_channels = res.STEM_OUT_CHANNELS
     bottleneck = res.NUM_GROUPS * res.WIDTH_PER_GROUP
     if depth in (18, 34):
-        if out_channels != 64:
-            raise ValueError(
-                f"MODEL.RESNETS.RES2_OUT_CHANNELS must be 64 for ResNet-{depth}, got {out_channels}."
-            )
+        # BasicBlock stages keep their width: RES2_OUT_CHANNELS (64 in the standard network;
+        # smaller values give the narrow backbones used for quick CPU training).
         if res.RES5_DILATION != 1:
             raise ValueError("MODEL.RESNETS.RES5_DILATION must be 1 for ResNet-18/34.")
     stages = []
