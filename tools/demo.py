@@ -41,6 +41,7 @@ from mrcnn.config import ConfigError, get_cfg  # noqa: E402
 from mrcnn.data.detection_utils import ImageLoadError, read_image  # noqa: E402
 from mrcnn.engine.predictor import DefaultPredictor  # noqa: E402
 from mrcnn.structures import Instances  # noqa: E402
+from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names_from_sources  # noqa: E402
 from mrcnn.utils.visualizer import Visualizer  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -71,8 +72,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace):
-    """The config: file, then the confidence threshold, then --opts; frozen."""
+    """The config: plugins' keys, the file, then the confidence threshold, then --opts; frozen."""
     cfg = get_cfg()
+    # plugins are imported first: they may add config keys the file sets
+    add_plugin_configs(cfg, import_plugins(plugin_names_from_sources(args.config_file, args.opts)))
     cfg.merge_from_file(args.config_file)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
     cfg.merge_from_list(args.opts)
@@ -155,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = setup_cfg(args)
-    except (ConfigError, OSError) as error:
+    except (ConfigError, ImportError, OSError) as error:
         print(f"Cannot set up the config: {error}", file=sys.stderr)
         return 2
     paths, problems = expand_inputs(args.input)

@@ -23,13 +23,12 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-import importlib  # noqa: E402
-
 from tqdm import tqdm  # noqa: E402
 
 from mrcnn.config import ConfigError, get_cfg  # noqa: E402
 from mrcnn.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from mrcnn.data.detection_utils import ImageLoadError, read_image  # noqa: E402
+from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names_from_sources  # noqa: E402
 from mrcnn.utils.visualizer import VisImage, Visualizer  # noqa: E402
 
 
@@ -52,13 +51,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace):
-    """The config from the file and --opts; its plugins imported; frozen."""
+    """The config: plugins' keys, the file, then --opts; frozen."""
     cfg = get_cfg()
+    # plugins are imported first: they may add config keys the file sets
+    add_plugin_configs(cfg, import_plugins(plugin_names_from_sources(args.config_file, args.opts)))
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
-    for module in cfg.MODEL.PLUGINS:
-        importlib.import_module(module)
     return cfg
 
 
@@ -116,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = setup_cfg(args)
-    except (ConfigError, OSError) as error:
+    except (ConfigError, ImportError, OSError) as error:
         print(f"Cannot set up the config: {error}", file=sys.stderr)
         return 2
     os.makedirs(args.output, exist_ok=True)

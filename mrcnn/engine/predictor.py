@@ -1,7 +1,6 @@
 """DefaultPredictor: a trained model behind one call, from a numpy image to Instances."""
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any, Dict, List, Optional
 
@@ -12,6 +11,7 @@ from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.data import MetadataCatalog
 from mrcnn.data import transforms as T
 from mrcnn.modeling import build_model
+from mrcnn.utils.plugins import import_plugins
 
 __all__ = ["DefaultPredictor"]
 
@@ -43,9 +43,8 @@ class DefaultPredictor:
 
     def __init__(self, cfg):
         self.cfg = cfg.clone()
-        for module in self.cfg.MODEL.PLUGINS:
-            # plugins register components (backbones, heads) that the config may name
-            importlib.import_module(module)
+        # plugins register components (backbones, heads) that the config may name
+        import_plugins(self.cfg.MODEL.PLUGINS)
         self.model = build_model(self.cfg)
         self.model.eval()
         if self.cfg.DATASETS.TEST:

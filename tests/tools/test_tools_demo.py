@@ -121,3 +121,11 @@ def test_input_expansion_and_unique_ids(tmp_path):
     assert len(problems) == 1 and "nope*.jpg" in problems[0]
     used = {}
     assert [demo._unique_name("x", used) for _ in range(3)] == ["x", "x_2", "x_3"]
+
+
+def test_a_missing_plugin_is_named(tiny_model, tmp_path, capsys):
+    config_file, weights = tiny_model
+    code = demo.main(["--config-file", config_file, "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+                      "--opts", "MODEL.PLUGINS", "('projects.no_such_plugin',)"])
+    assert code == 2
+    assert "projects.no_such_plugin" in capsys.readouterr().err
