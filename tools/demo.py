@@ -47,6 +47,7 @@ from mrcnn.utils.visualizer import Visualizer  # noqa: E402
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 _KEPT_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _GLOB_CHARACTERS = ("*", "?", "[")
+_SUMMARY_CLASSES = 6  # classes named in an image's summary line
 
 logger = logging.getLogger("mrcnn.demo")
 
@@ -148,6 +149,8 @@ def _summary(path: str, instances: Instances, class_names: Optional[List[str]], 
         f"{count} {class_names[c] if class_names and 0 <= c < len(class_names) else f'class {c}'}"
         for c, count in sorted(counts.items(), key=lambda item: -item[1])
     ]
+    if len(named) > _SUMMARY_CLASSES:  # a long tail of classes would bury the line
+        named = named[:_SUMMARY_CLASSES] + [f"{len(named) - _SUMMARY_CLASSES} more classes"]
     details = f" ({', '.join(named)})" if named else ""
     return f"{path}: {len(instances)} detection{'s' if len(instances) != 1 else ''}{details} in {milliseconds:.0f} ms"
 
