@@ -141,17 +141,12 @@ class BestCheckpointer(HookBase):
         self.best_value: Optional[float] = None
         self.best_iter: Optional[int] = None
         self._last_seen_iter = -1
-        self._warned_missing = False
 
     def _check(self) -> None:
         if not comm.is_main_process():
             return
         latest = self.trainer.storage.latest().get(self._metric)
         if latest is None:
-            if not self._warned_missing and self.trainer.storage.latest():
-                known = sorted(self.trainer.storage.latest())
-                logger.warning(f"BestCheckpointer: metric '{self._metric}' was never recorded; known scalars: {known}")
-                self._warned_missing = True
             return
         value, iteration = latest
         if iteration <= self._last_seen_iter:
@@ -173,8 +168,15 @@ class BestCheckpointer(HookBase):
             self._check()
 
     def after_train(self) -> None:
-        if self.trainer.finished:
-            self._check()
+        if not self.trainer.finished:
+            return
+        self._check()
+        if self.best_value is None and comm.is_main_process():
+            known = sorted(self.trainer.storage.latest())
+            logger.warning(
+                f"BestCheckpointer: metric '{self._metric}' was never recorded, so no {self._file_prefix}.pth "
+                f"was written (SOLVER.BEST_CHECKPOINT.METRIC). Recorded scalars: {known}"
+            )
 
     def state_dict(self) -> Dict[str, Any]:
         if self.best_value is None:

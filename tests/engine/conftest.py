@@ -1,9 +1,33 @@
-"""Fixtures of the engine tests: a tiny shapes dataset generated once per session."""
+"""Fixtures of the engine tests: a tiny shapes dataset generated once per session, and loggers
+put back after each test (training sets up the library loggers, which would hide their records
+from pytest's caplog in later tests)."""
+import logging
 import os
 
 import pytest
 
 from engine_toys import SHAPES_ROOT_ENV
+from mrcnn.utils.logger import setup_logger
+
+_LOGGERS = ("mrcnn", "fvcore", "mrcnn.utils.events", "mrcnn.checkpoint.detection_checkpoint")
+
+
+@pytest.fixture(autouse=True)
+def restore_library_loggers():
+    """Undo handler, level and propagation changes that trainers and default_setup make."""
+    saved = {}
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for name, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(level)
+    setup_logger.cache_clear()
 
 
 @pytest.fixture(scope="session")
