@@ -20,6 +20,9 @@ from torch import nn
 from mrcnn.utils import comm
 
 from .atomic_save import TEMP_SUFFIX, atomic_torch_save, atomic_write_text
+from .foreign_weights import SOURCE_KEY, convert_foreign_checkpoint, describe_loading
+from .safe_pickle import load_safe_pickle
+from .weights_path import resolve_weights_path
 
 __all__ = ["DetectionCheckpointer"]
 
@@ -27,42 +30,6 @@ LAST_CHECKPOINT_FILE = "last_checkpoint"
 _PERIODIC_NAME = re.compile(r"^(?P<prefix>.+)_(?P<iteration>\d{7})\.pth$")
 # atomic_write's temporaries: "<target>.<random>.tmp" beside a .pth file or last_checkpoint.
 _STALE_TEMPORARY = re.compile(r"^(.+\.pth|" + LAST_CHECKPOINT_FILE + r")\.[A-Za-z0-9_]+" + re.escape(TEMP_SUFFIX) + "$")
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts/lists of numpy arrays and nothing that could run code."""
-
-    _ALLOWED = {
-        ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 encode bytes with it
-        ("collections", "OrderedDict"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"'{module}.{name}' is not allowed in a weights file (only numpy arrays and containers)."
-            )
-        if module.startswith("numpy.core"):
-            # numpy 2 moved numpy.core to numpy._core; old files still name the former.
-            import numpy
-
-            module = module.replace("numpy.core", "numpy._core" if hasattr(numpy, "_core") else "numpy.core", 1)
-        return super().find_class(module, name)
-
-
-def load_numpy_pickle(filename: str) -> Any:
-    """Load a pickle that holds only numpy arrays and containers (e.g. a detectron2 .pkl)."""
-    with open(filename, "rb") as f:
-        try:
-            return _NumpyOnlyUnpickler(f, encoding="latin1").load()
-        except pickle.UnpicklingError as error:
-            raise ValueError(f"Cannot load weights file '{filename}': {error}") from None
 
 
 class DetectionCheckpointer(Checkpointer):
@@ -156,7 +123,7 @@ class DetectionCheckpointer(Checkpointer):
     def _load_file(self, filename: str) -> Dict[str, Any]:
         """Read a weights file into ``{"model": state_dict, ...other entries}``."""
         if filename.endswith(".pkl"):
-            loaded = load_numpy_pickle(filename)
+            loaded = load_safe_pickle(filename)
         else:
             try:
                 loaded = torch.load(filename, map_location=torch.device("cpu"), weights_only=True)
@@ -181,11 +148,27 @@ class DetectionCheckpointer(Checkpointer):
     def _convert_loaded(self, checkpoint: Any, filename: str) -> Any:
         """Translate a foreign checkpoint into this library's parameter names.
 
-        Called on every loaded file before its weights are matched to the model. Files with a
-        ``"__format__"`` entry or a ``.pkl`` name come from other frameworks; importers hook in here.
-        The base implementation returns ``checkpoint`` unchanged.
+        Called on every loaded file before its weights are matched to the model: detectron2 /
+        Detectron / MSRA ``.pkl`` files and torchvision state dicts are renamed (see
+        `mrcnn.checkpoint.foreign_weights`); our own and detectron2's ``.pth`` pass unchanged.
         """
-        return checkpoint
+        return convert_foreign_checkpoint(checkpoint, filename)
+
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Load ``path``: a local file, an http(s) URL, ``torchvision://name`` or ``detectron2://path``
+        (remote files are downloaded once into a cache, see `mrcnn.checkpoint.weights_path`)."""
+        return super().load(resolve_weights_path(path) if path else path, checkpointables)
+
+    def _load_model(self, checkpoint: Any) -> _IncompatibleKeys:
+        num_in_file = len(checkpoint.get("model", {}))
+        source = checkpoint.get(SOURCE_KEY)
+        incompatible = super()._load_model(checkpoint)
+        summary = describe_loading(
+            self.model.state_dict().keys(), num_in_file, incompatible.missing_keys, incompatible.unexpected_keys,
+            incompatible.incorrect_shapes, source if isinstance(source, str) else None,
+        )
+        self.logger.info(summary)
+        return incompatible
 
     def _log_incompatible_keys(self, incompatible: _IncompatibleKeys) -> None:
         skipped = incompatible.incorrect_shapes
