@@ -3,6 +3,10 @@
 The names on our side are detectron2's (``backbone.bottom_up.res2.0.conv1.weight``), so the same
 model also loads detectron2 checkpoints. torchvision's detection heads predict background as
 class 0; ours put it last, so the class rows are rotated and the background box/mask rows dropped.
+
+Both Mask/Faster R-CNN generations convert: v1 (plain FPN, one RPN conv, 2fc box head) and v2
+(BatchNorm in FPN and heads, two RPN convs -> ``rpn_head.conv.conv0/conv1``, 4conv+1fc box head);
+configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_torchvision{,_v2}.yaml build the matching models.
 """
 import re
 from typing import Dict, Tuple
@@ -48,7 +52,7 @@ def _conv_norm_suffix(rest: str) -> str:
     return field if index == "0" else f"norm.{field}"
 
 
-def _convert_detection_key(key: str, box_head_layout: Dict[int, Tuple[str, int]]) -> str:
+def _convert_detection_key(key: str, box_head_layout: Dict[int, Tuple[str, int]], num_rpn_convs: int) -> str:
     """torchvision detection key -> mrcnn key ("" to drop)."""
     if key.startswith("backbone.body."):
         converted = _convert_resnet_key(key[len("backbone.body."):])
@@ -62,7 +66,10 @@ def _convert_detection_key(key: str, box_head_layout: Dict[int, Tuple[str, int]]
     if match:  # a stack of Conv2dNormActivation
         layer, index, field = match.groups()
         suffix = field if index == "0" else f"norm.{field}"
-        return f"proposal_generator.rpn_head.conv.{suffix}" if layer == "0" else f"proposal_generator.rpn_head.conv{layer}.{suffix}"
+        # StandardRPNHead: one conv is the module "conv"; several are "conv.conv0", "conv.conv1", ...
+        if num_rpn_convs == 1:
+            return f"proposal_generator.rpn_head.conv.{suffix}"
+        return f"proposal_generator.rpn_head.conv.conv{layer}.{suffix}"
     match = re.match(r"^rpn\.head\.conv\.(weight|bias)$", key)
     if match:
         return f"proposal_generator.rpn_head.conv.{match.group(1)}"
@@ -111,6 +118,12 @@ def _box_head_layout(state_dict: Dict[str, torch.Tensor]) -> Dict[int, Tuple[str
     return layout
 
 
+def _num_rpn_convs(state_dict: Dict[str, torch.Tensor]) -> int:
+    """Convs in torchvision's RPNHead (``conv_depth``): 1 for v1, 2 for v2."""
+    layers = {m.group(1) for k in state_dict if (m := re.match(r"^rpn\.head\.conv\.(\d+)\.\d+\.", k))}
+    return max(len(layers), 1)
+
+
 def is_torchvision_state_dict(state_dict: Dict[str, torch.Tensor]) -> bool:
     """True for a torchvision detection model or ImageNet ResNet state dict."""
     return any(k.startswith("backbone.body.") for k in state_dict) or (
@@ -133,8 +146,9 @@ def convert_torchvision_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[
                 converted[f"backbone.bottom_up.{new_key}"] = value
         return converted
     box_head_layout = _box_head_layout(state_dict)
+    num_rpn_convs = _num_rpn_convs(state_dict)
     for key, value in state_dict.items():
-        new_key = _convert_detection_key(key, box_head_layout)
+        new_key = _convert_detection_key(key, box_head_layout, num_rpn_convs)
         if not new_key:
             continue
         if new_key.startswith("roi_heads.box_predictor.cls_score."):
