@@ -143,11 +143,21 @@ class CfgNode(dict):
                 f"Overrides must come as KEY VALUE pairs; got an odd number of items: {pairs}"
             )
         for dotted, raw in zip(pairs[0::2], pairs[1::2]):
-            node, leaf = self._locate(str(dotted), source="the command line")
             value = _parse_literal(raw) if isinstance(raw, str) else raw
+            if not self._has_key(str(dotted)) and _accept_detectron2_key(str(dotted), value, "the command line"):
+                continue
+            node, leaf = self._locate(str(dotted), source="the command line")
             node._assign(leaf, value, full_key=str(dotted), source="the command line")
         _resolve_interpolations(self)
         return self
+
+    def _has_key(self, dotted: str) -> bool:
+        node: Any = self
+        for part in dotted.split("."):
+            if not isinstance(node, CfgNode) or part not in node:
+                return False
+            node = node[part]
+        return True
 
     def _locate(self, dotted: str, source: str) -> Tuple["CfgNode", str]:
         node = self
@@ -179,6 +189,8 @@ class CfgNode(dict):
         for key, value in values.items():
             full_key = f"{prefix}{key}"
             if key not in self:
+                if _accept_detectron2_key(full_key, value, source):
+                    continue  # a detectron2-only key at its default: nothing to set
                 root._unknown_key(full_key, source)
             if isinstance(self[key], CfgNode):
                 if not isinstance(value, dict):
@@ -196,6 +208,13 @@ class CfgNode(dict):
         if self.is_frozen():
             raise AttributeError(f"Cannot set '{full_key}': the config is frozen.")
         dict.__setitem__(self, key, _coerce(self[key], value, full_key, source))
+
+
+def _accept_detectron2_key(full_key: str, value: Any, source: str) -> bool:
+    """See `mrcnn.config.compat.accept_detectron2_key` (imported here lazily: it imports this module)."""
+    from .compat import accept_detectron2_key
+
+    return accept_detectron2_key(full_key, value, source)
 
 
 def _parse_literal(raw: str) -> Any:
