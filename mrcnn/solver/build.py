@@ -74,7 +74,9 @@ def get_default_optimizer_params(
 def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over the default param groups."""
     solver = cfg.SOLVER
-    weight_decay_bias = solver.WEIGHT_DECAY_BIAS if solver.WEIGHT_DECAY_BIAS >= 0 else solver.WEIGHT_DECAY
+    # detectron2 writes None for "same as WEIGHT_DECAY"; we also accept any negative value.
+    bias_decay = solver.WEIGHT_DECAY_BIAS
+    weight_decay_bias = bias_decay if bias_decay is not None and bias_decay >= 0 else solver.WEIGHT_DECAY
     params = get_default_optimizer_params(
         model,
         base_lr=solver.BASE_LR,
