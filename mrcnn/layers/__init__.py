@@ -1,5 +1,5 @@
 """Building blocks shared by models: thin wrappers over torchvision.ops, conv + norm, mask pasting."""
-from .batch_norm import NORM_NAMES, FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm
+from .batch_norm import NORM_NAMES, FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, norm_as_affine
 from .mask_ops import paste_masks_in_image
 from .nms import batched_nms, nms
 from .roi_align import ROIAlign
@@ -18,5 +18,6 @@ __all__ = [
     "get_norm",
     "nms",
     "nonzero_tuple",
+    "norm_as_affine",
     "paste_masks_in_image",
 ]

@@ -1,11 +1,11 @@
 """Normalization layers: frozen batch norm and a name -> norm layer factory."""
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ["FrozenBatchNorm2d", "get_norm", "convert_frozen_batchnorm", "NORM_NAMES"]
+__all__ = ["FrozenBatchNorm2d", "get_norm", "convert_frozen_batchnorm", "norm_as_affine", "NORM_NAMES"]
 
 NORM_NAMES = ("BN", "SyncBN", "FrozenBN", "GN")
 
@@ -56,3 +56,28 @@ def convert_frozen_batchnorm(module: nn.Module) -> nn.Module:
         if converted is not child:
             setattr(module, name, converted)
     return module
+
+
+def norm_as_affine(norm: Optional[nn.Module]) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(scale, shift)``, each (C,), with ``norm(x) == x * scale + shift`` per channel, when the norm
+    is a fixed affine map (FrozenBatchNorm2d, or BatchNorm in eval mode); None otherwise.
+
+    The result stays differentiable in the norm's affine parameters, so a conv that absorbs it
+    still trains them.
+    """
+    if isinstance(norm, FrozenBatchNorm2d):
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+        return scale, norm.bias - norm.running_mean * scale
+    if (
+        isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and not norm.training
+        and norm.track_running_stats
+        and norm.running_var is not None
+    ):
+        scale = (norm.running_var + norm.eps).rsqrt()
+        shift = -norm.running_mean * scale
+        if norm.affine:
+            scale = norm.weight * scale
+            shift = norm.weight * shift + norm.bias
+        return scale, shift
+    return None

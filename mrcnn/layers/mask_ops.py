@@ -19,6 +19,10 @@ Two sampling conventions are offered, each reproducing a reference exactly:
   rows y0..y1, columns x0..x1 (inclusive), clipped to the image. Unlike the
   reference, boxes lying entirely left of or above the image paste nothing
   (the reference fails on them with a slice-shape error).
+
+On the CPU the matmuls run per mask over the rows and columns its weights touch (its
+box plus a pixel of margin) instead of the whole image: the same weights and products,
+but the work scales with the boxes' area rather than N×H×W. GPUs take the batched form.
 """
 from contextlib import contextmanager
 from typing import Iterator, Tuple, Union
@@ -154,8 +158,8 @@ def paste_masks_in_image(
     height, width = int(image_shape[0]), int(image_shape[1])
     num_masks, mask_height, mask_width = masks.shape
     device = masks.device
-    out_dtype = torch.bool if threshold >= 0 else torch.float32
     if num_masks == 0:
+        out_dtype = torch.bool if threshold >= 0 else torch.float32
         return torch.zeros(0, height, width, dtype=out_dtype, device=device)
 
     masks = masks.to(torch.float32)
@@ -169,12 +173,51 @@ def paste_masks_in_image(
         row_weights = _interpolate_weights(int_boxes[:, 1], int_boxes[:, 3], height, mask_height + 2)[..., 1:-1]
         col_weights = _interpolate_weights(int_boxes[:, 0], int_boxes[:, 2], width, mask_width + 2)[..., 1:-1]
 
-    pasted = torch.empty(num_masks, height, width, dtype=out_dtype, device=device)
-    chunk = num_masks if threshold < 0 else max(1, _CHUNK_ELEMENTS // max(height * width, 1))
     with _float32_matmul(device):
-        for start in range(0, num_masks, chunk):
-            part = slice(start, start + chunk)
-            resized_cols = torch.bmm(masks[part], col_weights[part].transpose(1, 2))  # (n, Mh, W)
-            probabilities = torch.bmm(row_weights[part], resized_cols)  # (n, H, W)
-            pasted[part] = probabilities if threshold < 0 else probabilities >= threshold
+        if device.type == "cpu":
+            return _paste_within_boxes(masks, row_weights, col_weights, threshold)
+        return _paste_full_images(masks, row_weights, col_weights, threshold)
+
+
+def _paste_full_images(
+    masks: torch.Tensor, row_weights: torch.Tensor, col_weights: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Two batched matmuls over whole images, in chunks that bound the float32 intermediate."""
+    num_masks, height, width = masks.shape[0], row_weights.shape[1], col_weights.shape[1]
+    out_dtype = torch.bool if threshold >= 0 else torch.float32
+    pasted = torch.empty(num_masks, height, width, dtype=out_dtype, device=masks.device)
+    chunk = num_masks if threshold < 0 else max(1, _CHUNK_ELEMENTS // max(height * width, 1))
+    for start in range(0, num_masks, chunk):
+        part = slice(start, start + chunk)
+        resized_cols = torch.bmm(masks[part], col_weights[part].transpose(1, 2))  # (n, Mh, W)
+        probabilities = torch.bmm(row_weights[part], resized_cols)  # (n, H, W)
+        pasted[part] = probabilities if threshold < 0 else probabilities >= threshold
+    return pasted
+
+
+def _nonzero_extent(weights: torch.Tensor) -> torch.Tensor:
+    """(N, 2) [first, last + 1) of the rows of weights (N, L, M) that are not all zero; [0, 0) if none."""
+    touched = (weights != 0).any(dim=2)  # (N, L)
+    length = touched.shape[1]
+    first = touched.to(torch.uint8).argmax(dim=1)
+    end = length - touched.flip(1).to(torch.uint8).argmax(dim=1)
+    any_touched = touched.any(dim=1)
+    return torch.stack([torch.where(any_touched, first, 0), torch.where(any_touched, end, 0)], dim=1)
+
+
+def _paste_within_boxes(
+    masks: torch.Tensor, row_weights: torch.Tensor, col_weights: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Per mask, the two matmuls restricted to the rows and columns its weights reach; zeros elsewhere."""
+    num_masks, height, width = masks.shape[0], row_weights.shape[1], col_weights.shape[1]
+    out_dtype = torch.bool if threshold >= 0 else torch.float32
+    pasted = torch.zeros(num_masks, height, width, dtype=out_dtype, device=masks.device)
+    row_extents = _nonzero_extent(row_weights).tolist()
+    col_extents = _nonzero_extent(col_weights).tolist()
+    for index, ((y0, y1), (x0, x1)) in enumerate(zip(row_extents, col_extents)):
+        if y1 <= y0 or x1 <= x0:
+            continue
+        resized_cols = masks[index] @ col_weights[index, x0:x1].t()  # (Mh, w)
+        probabilities = row_weights[index, y0:y1] @ resized_cols  # (h, w)
+        pasted[index, y0:y1, x0:x1] = probabilities if threshold < 0 else probabilities >= threshold
     return pasted

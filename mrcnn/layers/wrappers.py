@@ -4,6 +4,9 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .batch_norm import norm_as_affine
+from .conv_fusion import conv_forward, folded_conv_for_training, folded_weight_and_bias
+
 
 class Conv2d(nn.Conv2d):
     """nn.Conv2d followed by an optional norm module and activation.
@@ -11,6 +14,13 @@ class Conv2d(nn.Conv2d):
     Keyword arguments `norm` (an nn.Module or None) and `activation` (a callable or
     None) are taken in addition to nn.Conv2d's. State dict keys are `weight`,
     `bias` and `norm.*`, the layout of detectron2 checkpoints.
+
+    A norm that is a fixed per-channel affine map (frozen BN; BN in eval mode) is folded into
+    the convolution's weight and bias at every call instead of being applied to the output:
+    the same function, but one pass over the activations fewer and no extra activation tensor
+    kept for backward. Gradients still reach ``weight`` (and the norm's affine parameters).
+    In CPU inference the folded conv and a ReLU activation run as one oneDNN kernel
+    (see ``conv_fusion``).
     """
 
     def __init__(self, *args, norm: Optional[nn.Module] = None, activation: Optional[Callable] = None, **kwargs):
@@ -20,9 +30,19 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, H', W')."""
-        x = self._conv_forward(x, self.weight, self.bias)
-        if self.norm is not None:
-            x = self.norm(x)
+        fused = conv_forward(self, x)
+        if fused is not None:
+            return fused
+        if self.norm is not None and norm_as_affine(self.norm) is not None:
+            if torch.is_grad_enabled():
+                x = folded_conv_for_training(self, x)
+            else:
+                weight, bias = folded_weight_and_bias(self)
+                x = self._conv_forward(x, weight, bias)
+        else:
+            x = self._conv_forward(x, self.weight, self.bias)
+            if self.norm is not None:
+                x = self.norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x
