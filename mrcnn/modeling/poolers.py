@@ -87,5 +87,6 @@ class ROIPooler(nn.Module):
         for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
             indices = torch.nonzero(levels == level, as_tuple=True)[0]
             if indices.numel() > 0:
-                output.index_copy_(0, indices, pooler(feature, pooler_boxes[indices]).to(output.dtype))
+                # index_put_ keeps only the indices for backward; index_copy_ would keep the pooled values
+                output[indices] = pooler(feature, pooler_boxes[indices]).to(output.dtype)
         return output

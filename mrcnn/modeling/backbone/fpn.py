@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrcnn.layers import Conv2d, ShapeSpec, get_norm
+from mrcnn.layers.conv_fusion import conv_add_relu
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -99,9 +100,8 @@ class FPN(Backbone):
         top_down = self.lateral_convs[-1](inputs[-1])
         results = [self.output_convs[-1](top_down)]
         for index in range(len(inputs) - 2, -1, -1):
-            lateral = self.lateral_convs[index](inputs[index])
-            upsampled = F.interpolate(top_down, size=lateral.shape[-2:], mode="nearest")
-            top_down = lateral + upsampled
+            upsampled = F.interpolate(top_down, size=inputs[index].shape[-2:], mode="nearest")
+            top_down = conv_add_relu(self.lateral_convs[index], inputs[index], upsampled, relu=False)
             if self._fuse_type == "avg":
                 top_down = top_down / 2
             results.insert(0, self.output_convs[index](top_down))

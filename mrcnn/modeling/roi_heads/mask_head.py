@@ -108,17 +108,39 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
 
     def forward(self, x: torch.Tensor, instances: List[Instances]):
         """Training: {"loss_mask"}; inference: sets pred_masks on ``instances`` and returns them."""
-        logits = self.layers(x)
         if self.training:
-            return {"loss_mask": mask_rcnn_loss(logits, instances) * self.loss_weight}
+            return {"loss_mask": mask_rcnn_loss(self.layers(x), instances) * self.loss_weight}
+        if self.predictor.out_channels > 1 and type(self).layers is MaskRCNNConvUpsampleHead.layers:
+            logits = self.predicted_class_logits(x, instances)
+        else:
+            logits = self.layers(x)
         mask_rcnn_inference(logits, instances)
         return instances
 
-    def layers(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolutional stack alone: (R, C, S, S) -> (R, K, 2S, 2S)."""
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            # oneDNN convolves NHWC without reordering the activations at every layer
+            x = x.contiguous(memory_format=torch.channels_last)
         for layer in self:
+            if layer is self.predictor:
+                break
             x = layer(x)
         return x
+
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional stack alone: (R, C, S, S) -> (R, K, 2S, 2S)."""
+        return self.predictor(self._features(x))
+
+    def predicted_class_logits(self, x: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+        """Logits (R, 1, 2S, 2S) of each RoI's pred_classes only: at inference the other K - 1
+        channels of the 1×1 predictor would be computed and thrown away."""
+        features = self._features(x)  # (R, D, 2S, 2S)
+        classes = cat([i.pred_classes for i in instances]).to(torch.int64)
+        weight = self.predictor.weight[classes, :, 0, 0]  # (R, D)
+        logits = torch.einsum("rdhw,rd->rhw", features, weight.to(features.dtype))
+        if self.predictor.bias is not None:
+            logits = logits + self.predictor.bias[classes].to(logits.dtype)[:, None, None]
+        return logits[:, None]
 
 
 def build_mask_head(cfg, input_shape: ShapeSpec) -> nn.Module:
