@@ -1,0 +1,161 @@
+"""tools/benchmark.py: its measuring pieces give the right numbers, and every task runs at a tiny
+size for two iterations and writes a complete json (nothing here is a timing assertion)."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("torchvision")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Small enough for seconds per run: ResNet-18, 96x128 images, few proposals and detections.
+TINY_FLAGS = ["--height", "96", "--width", "128", "--iters", "2", "--warmup", "0"]
+TINY_OPTS = [
+    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10",
+]
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(ROOT, "tools", "benchmark.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tool, tmp_path, capsys, flags, opts=()):
+    output = tmp_path / "result.json"
+    assert tool.main(flags + ["--output", str(output)] + list(opts)) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    with open(output) as f:
+        report = json.load(f)
+    assert printed[-1] == report["headline"]
+    return report
+
+
+def test_summarize_statistics(tool):
+    stats = tool.summarize([4.0, 1.0, 3.0, 2.0])
+    assert stats["median"] == 2.5 and stats["min"] == 1.0 and stats["max"] == 4.0 and stats["count"] == 4
+    assert stats["p25"] <= stats["median"] <= stats["p75"]
+    assert tool.summarize([0.5])["median"] == 0.5
+
+
+def test_time_alternating_takes_turns(tool):
+    order = []
+    seconds, last = tool.time_alternating(
+        {"a": lambda: order.append("a") or len(order), "b": lambda: order.append("b") or -len(order)},
+        iters=3, warmup=1, device=torch.device("cpu"),
+    )
+    assert order == ["a", "b"] * 4
+    assert [len(v) for v in seconds.values()] == [3, 3]
+    assert last == {"a": 7, "b": -8}
+
+
+def test_peak_memory_counts_live_tensors(tool):
+    def run():
+        a = torch.ones(1 << 20)  # 4 MiB
+        b = torch.ones(1 << 20)
+        c = torch.ones(1 << 20)
+        del a, b, c
+        d = torch.ones(1 << 19)  # 2 MiB, after the others are gone
+        return d
+
+    peak = tool.peak_memory_bytes(run, torch.device("cpu"))
+    assert 12 * 2**20 <= peak < 13 * 2**20
+
+
+def test_flop_count_of_a_linear_layer(tool):
+    layer = torch.nn.Linear(64, 32, bias=False)
+    gflops = tool.count_gflops(layer, lambda model, x: (model(x),), torch.randn(10, 64))
+    assert gflops == pytest.approx(2 * 10 * 64 * 32 / 1e9)
+
+
+def test_inference_against_torchvision_writes_json(tool, tmp_path, capsys):
+    report = _run(
+        tool, tmp_path, capsys, ["--task", "inference", "--compare", "torchvision", "--no-flops"] + TINY_FLAGS, TINY_OPTS
+    )
+    results = report["results"]
+    assert report["task"] == "inference" and results["height"] == 96 and results["width"] == 128
+    for name in ("mrcnn", "torchvision"):
+        entry = results[name]
+        assert entry["iterations"] == 2 and entry["ms_per_image"] > 0
+        assert entry["ms_per_image_min"] <= entry["ms_per_image"] <= entry["ms_per_image_max"]
+        assert entry["peak_memory_mb"] > 0
+        assert entry["num_detections"] == 10
+    assert results["ratio"] == pytest.approx(results["mrcnn"]["ms_per_image"] / results["torchvision"]["ms_per_image"])
+    agreement = results["agreement"]
+    assert agreement["classes_equal"] and agreement["max_score_difference"] <= 1e-4
+    assert agreement["max_box_difference"] <= 0.01
+    assert "ratio" in report["headline"] and "ms/image" in report["headline"]
+
+
+def test_inference_flops_of_the_shapes_model(tool, tmp_path, capsys):
+    config = os.path.join(ROOT, "configs", "shapes", "mask_rcnn_shapes.yaml")
+    report = _run(
+        tool, tmp_path, capsys,
+        ["--config-file", config, "--task", "inference", "--height", "128", "--width", "128", "--iters", "2",
+         "--warmup", "0", "--no-memory"],
+    )
+    entry = report["results"]["mrcnn"]
+    assert "torchvision" not in report["results"] and report["compare"] is None
+    # the backbone alone: a ResNet-18 of half width at 128x128 is well above 0.1 and below 10 GFLOP
+    assert 0.1 < entry["gflops"] < 10
+    assert entry["achieved_gflops_per_second"] == pytest.approx(entry["gflops"] / (entry["ms_per_image"] / 1000))
+    assert entry["fraction_of_matmul_rate"] == pytest.approx(
+        entry["achieved_gflops_per_second"] / report["results"]["matmul_gflops_per_second"]
+    )
+    assert report["headline"].startswith("inference 128x128: mrcnn ")
+
+
+def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
+    report = _run(
+        tool, tmp_path, capsys, ["--task", "train", "--compare", "torchvision", "--no-memory"] + TINY_FLAGS, TINY_OPTS
+    )
+    results = report["results"]
+    assert results["batch_size"] == 2 and len(results["instances_per_image"]) == 4
+    for name in ("mrcnn", "torchvision"):
+        entry = results[name]
+        assert entry["iterations"] == 2 and entry["seconds_per_iteration"] > 0
+        assert entry["images_per_second"] == pytest.approx(2 / entry["seconds_per_iteration"])
+        assert torch.isfinite(torch.tensor(entry["last_loss"]))
+    assert "s/iter" in report["headline"]
+
+
+def test_eval_task_times_each_backend(tool, tmp_path, capsys):
+    report = _run(
+        tool, tmp_path, capsys,
+        ["--task", "eval", "--eval-images", "3", "--dets-per-image", "5", "--eval-backends", "pycocotools"],
+    )
+    timing = report["results"]["pycocotools"]
+    assert timing["num_images"] == 3 and timing["dets_per_image"] == 5
+    assert timing["total_seconds"] == pytest.approx(timing["process_seconds"] + timing["evaluate_seconds"])
+    assert report["headline"].startswith("eval 3 images x 5 detections: pycocotools")
+
+
+def test_data_task_on_synthetic_shapes(tool, tmp_path, capsys):
+    from mrcnn.data import DatasetCatalog
+    from mrcnn.data.datasets.shapes import register_shapes
+
+    if "bench_shapes_train" not in DatasetCatalog.list():
+        register_shapes("bench_shapes", root=str(tmp_path / "shapes"), num_train=8, num_val=2, image_size=64)
+    config = os.path.join(ROOT, "configs", "shapes", "mask_rcnn_shapes.yaml")
+    report = _run(
+        tool, tmp_path, capsys,
+        ["--config-file", config, "--task", "data", "--iters", "2", "--warmup", "1"],
+        ["DATASETS.TRAIN", "('bench_shapes_train',)", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2"],
+    )
+    results = report["results"]
+    assert results["num_images"] == 4 and results["images_per_second"] > 0
+    assert report["headline"].startswith("data: ")
+
+
+def test_bad_arguments_are_named(tool):
+    with pytest.raises(SystemExit, match="config file not found"):
+        tool.main(["--task", "inference", "--config-file", "missing.yaml"])
+    with pytest.raises(SystemExit, match="--iters"):
+        tool.main(["--task", "inference", "--iters", "0"])

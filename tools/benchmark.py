@@ -1,0 +1,519 @@
+#!/usr/bin/env python
+"""Benchmark inference, training, data loading and evaluation, optionally against torchvision.
+
+    python tools/benchmark.py --task inference --compare torchvision
+    python tools/benchmark.py --task train --compare torchvision --iters 10
+    python tools/benchmark.py --config-file configs/shapes/mask_rcnn_shapes.yaml --task data
+    python tools/benchmark.py --task eval --eval-images 500
+
+--config-file defaults to the config that reproduces torchvision's maskrcnn_resnet50_fpn. Without
+MODEL.WEIGHTS that config gets seeded weights calibrated on the benchmark image (realistic
+activations, about 100 detections); --compare torchvision loads the same weights into torchvision's
+model and times it on the same images in the same process, alternating the two every iteration.
+
+inference: milliseconds per image at --height x --width after warm-up (median and spread), peak
+memory, the model's FLOPs (fvcore) and the share of this machine's measured matmul rate they reach;
+with --compare, torchvision's figures, the ratio and whether the detections agree.
+train: seconds per iteration and images per second on synthetic batches (--batch-size images,
+about 7 instances each), SGD, peak memory; with --compare, torchvision on the same batches.
+data: images per second of the training loader of DATASETS.TRAIN.
+eval: COCOEvaluator seconds for --eval-images images of --dets-per-image predictions, per backend.
+
+The last line printed is the headline figure; --output FILE.json gets everything.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mrcnn.config import get_cfg  # noqa: E402
+from mrcnn.utils.benchmark_models import (  # noqa: E402
+    TORCHVISION_CONFIG,
+    calibrated_torchvision_maskrcnn,
+    detections_agreement,
+    match_torchvision_settings,
+    mrcnn_model_from_torchvision,
+    synthetic_training_batch,
+    to_torchvision_training_inputs,
+)
+from mrcnn.utils.testing import natural_image  # noqa: E402
+
+TASKS = ("inference", "train", "data", "eval")
+EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command line of the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default=TORCHVISION_CONFIG, metavar="FILE", help="yaml config")
+    parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument("--compare", choices=["torchvision"], default=None, help="also time torchvision's model")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations (per model)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (per model)")
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--width", type=int, default=1067)
+    parser.add_argument("--batch-size", type=int, default=2, help="train: images per iteration")
+    parser.add_argument("--lr", type=float, default=0.005, help="train: SGD learning rate")
+    parser.add_argument("--amp", action="store_true", help="train: mixed precision (CUDA)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    parser.add_argument("--no-flops", action="store_true", help="inference: skip the FLOP count")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--eval-images", type=int, default=100, help="eval: number of images")
+    parser.add_argument("--dets-per-image", type=int, default=100, help="eval: predictions per image")
+    parser.add_argument("--eval-backends", nargs="+", choices=EVAL_BACKENDS, default=list(EVAL_BACKENDS))
+    parser.add_argument("--output", metavar="FILE.json", help="write every figure here")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so that wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summarize(seconds: List[float]) -> Dict[str, float]:
+    """Median, quartiles, extremes and count of a list of durations (seconds)."""
+    ordered = sorted(seconds)
+    quartiles = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else [ordered[0]] * 3
+    return {
+        "median": statistics.median(ordered),
+        "p25": quartiles[0],
+        "p75": quartiles[2],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "count": len(ordered),
+    }
+
+
+def time_alternating(
+    runs: Dict[str, Callable[[], Any]], iters: int, warmup: int, device: torch.device
+) -> Tuple[Dict[str, List[float]], Dict[str, Any]]:
+    """Seconds of each of ``iters`` calls per run, the runs taking turns so that load changes on the
+    machine hit all of them alike; ``warmup`` untimed turns first. Also returns each run's last result."""
+    seconds: Dict[str, List[float]] = {name: [] for name in runs}
+    last: Dict[str, Any] = {}
+    for turn in range(warmup + iters):
+        for name, run in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            last[name] = run()
+            synchronize(device)
+            if turn >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return seconds, last
+
+
+def peak_memory_bytes(run: Callable[[], Any], device: torch.device) -> int:
+    """Most bytes held at once by tensors created during ``run()`` (beyond those alive before).
+
+    CUDA: the caching allocator's peak. CPU: replays the allocations and frees that the profiler
+    records, in time order, to the highest running total (at operator granularity).
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    changes = []
+    for event in prof.events():
+        change = event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        if change:
+            # allocations count from an operator's start, frees from its end: the pessimistic order
+            changes.append((event.time_range.start if change > 0 else event.time_range.end, change))
+    live = peak = 0
+    for _, change in sorted(changes):
+        live += change
+        peak = max(peak, live)
+    return int(peak)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 10) -> float:
+    """The best rate of a size×size matmul here, GFLOP/s (2·size³ per product): the hardware's usable peak."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+class _TensorOutputs(nn.Module):
+    """A detector as a function of one image tensor returning a tuple of tensors, for tracing."""
+
+    def __init__(self, model: nn.Module, call: Callable[[nn.Module, torch.Tensor], tuple]):
+        super().__init__()
+        self.model = model
+        self.call = call
+
+    def forward(self, image: torch.Tensor) -> tuple:
+        return self.call(self.model, image)
+
+
+def count_gflops(model: nn.Module, call: Callable[[nn.Module, torch.Tensor], tuple], image: torch.Tensor) -> float:
+    """fvcore's FLOP count of one forward (fvcore counts one multiply-add as one flop), in GFLOP
+    of two operations per multiply-add, the unit of the matmul rate."""
+    import warnings
+
+    from fvcore.nn import FlopCountAnalysis
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent control flow
+        analysis = FlopCountAnalysis(_TensorOutputs(model, call), (image,))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return 2 * analysis.total() / 1e9
+
+
+def _mrcnn_tensors(model: nn.Module, image: torch.Tensor) -> tuple:
+    instances = model([{"image": image}])[0]["instances"]
+    return instances.pred_boxes.tensor, instances.scores, instances.pred_classes, instances.pred_masks
+
+
+def _torchvision_tensors(model: nn.Module, image: torch.Tensor) -> tuple:
+    output = model([image / 255.0])[0]
+    return output["boxes"], output["scores"], output["labels"], output["masks"]
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def load_config(args: argparse.Namespace):
+    """The config file with the command-line overrides and --device applied."""
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(list(args.opts or []))
+    cfg.MODEL.DEVICE = args.device
+    return cfg
+
+
+def build_models(cfg, calibration_image: torch.Tensor, compare: bool, spread_scores: bool) -> Dict[str, nn.Module]:
+    """{"mrcnn": model[, "torchvision": model]} on cfg.MODEL.DEVICE, both holding the same weights.
+
+    MODEL.WEIGHTS is loaded when set (and then there is nothing to compare against); otherwise the
+    weights are seeded torchvision weights calibrated on ``calibration_image``.
+    """
+    device = torch.device(cfg.MODEL.DEVICE)
+    if cfg.MODEL.WEIGHTS:
+        if compare:
+            raise SystemExit("error: --compare torchvision makes its own weights; leave MODEL.WEIGHTS empty")
+        from mrcnn.checkpoint import DetectionCheckpointer
+        from mrcnn.modeling import build_model
+
+        model = build_model(cfg)
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        return {"mrcnn": model}
+    torchvision_model = calibrated_torchvision_maskrcnn(
+        calibration_image, spread_scores=spread_scores, depth=cfg.MODEL.RESNETS.DEPTH
+    )
+    try:
+        model = mrcnn_model_from_torchvision(torchvision_model, cfg)
+    except (RuntimeError, KeyError, ValueError) as error:
+        if compare:
+            raise SystemExit(
+                f"error: --compare torchvision needs a config with torchvision's architecture, such as "
+                f"{os.path.relpath(TORCHVISION_CONFIG)}; loading its weights failed: {str(error)[:300]}"
+            )
+        from mrcnn.modeling import build_model
+
+        model = build_model(cfg)  # another architecture: its own random initialisation
+    models = {"mrcnn": model}
+    if compare:
+        # torchvision resizes inside the model (to 800 px by default); ours expects the data
+        # loader to have resized. Pin its sizes to the benchmark image's so both see the same pixels.
+        height, width = calibration_image.shape[-2:]
+        torchvision_model.transform.min_size = (int(min(height, width)),)
+        torchvision_model.transform.max_size = int(max(height, width))
+        models["torchvision"] = match_torchvision_settings(torchvision_model, cfg).to(device)
+    return models
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks
+
+
+def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
+    """Per-image inference time, memory, FLOPs (and agreement with torchvision) at height × width."""
+    device = torch.device(args.device)
+    height, width = args.height, args.width
+    image = torch.from_numpy(natural_image(height, width, seed=3)).permute(2, 0, 1).float()
+    models = build_models(cfg, image, args.compare is not None, spread_scores=True)
+    for model in models.values():
+        model.eval()
+    image = image.to(device)
+    image_01 = image / 255.0
+    inputs = [{"image": image, "height": height, "width": width}]
+    calls = {"mrcnn": lambda: models["mrcnn"](inputs)[0]["instances"]}
+    tensor_calls = {"mrcnn": _mrcnn_tensors}
+    if "torchvision" in models:
+        calls["torchvision"] = lambda: models["torchvision"]([image_01])[0]
+        tensor_calls["torchvision"] = _torchvision_tensors
+
+    with torch.no_grad():
+        seconds, outputs = time_alternating(calls, args.iters, args.warmup, device)
+        memory = {} if args.no_memory else {name: peak_memory_bytes(call, device) for name, call in calls.items()}
+    matmul_rate = matmul_gflops(device)
+    results: Dict[str, Any] = {"height": height, "width": width, "matmul_gflops_per_second": matmul_rate}
+    for name in calls:
+        stats = summarize(seconds[name])
+        entry = {
+            "ms_per_image": 1000 * stats["median"],
+            "ms_per_image_p25": 1000 * stats["p25"],
+            "ms_per_image_p75": 1000 * stats["p75"],
+            "ms_per_image_min": 1000 * stats["min"],
+            "ms_per_image_max": 1000 * stats["max"],
+            "iterations": stats["count"],
+            "num_detections": len(outputs[name]) if name == "mrcnn" else len(outputs[name]["boxes"]),
+        }
+        if memory:
+            entry["peak_memory_mb"] = memory[name] / 2**20
+        if not args.no_flops:
+            gflops = count_gflops(models[name], tensor_calls[name], image)
+            entry["gflops"] = gflops
+            entry["achieved_gflops_per_second"] = gflops / stats["median"]
+            entry["fraction_of_matmul_rate"] = gflops / stats["median"] / matmul_rate
+        results[name] = entry
+    if "torchvision" in models:
+        results["ratio"] = results["mrcnn"]["ms_per_image"] / results["torchvision"]["ms_per_image"]
+        results["agreement"] = detections_agreement(outputs["mrcnn"], outputs["torchvision"])
+    return results
+
+
+def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
+    """Seconds per SGD iteration on synthetic batches (and torchvision's on the same batches)."""
+    device = torch.device(args.device)
+    batches = [
+        synthetic_training_batch(args.batch_size, args.height, args.width, seed=index)
+        for index in range(2)
+    ]
+    calibration = batches[0][0]["image"].float()
+    models = build_models(cfg, calibration, args.compare is not None, spread_scores=False)
+    torchvision_batches = [to_torchvision_training_inputs(batch) for batch in batches]
+    torchvision_batches = [
+        ([i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets])
+        for images, targets in torchvision_batches
+    ]
+    use_amp = bool(args.amp)
+    if use_amp and device.type != "cuda":
+        raise SystemExit("error: --amp needs --device cuda")
+
+    def make_step(name: str, model: nn.Module) -> Callable[[], float]:
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        # foreach: one multi-tensor update instead of a loop over parameters, for both models
+        optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4, foreach=True)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        counter = {"iteration": 0}
+
+        def step() -> float:
+            index = counter["iteration"] % len(batches)
+            counter["iteration"] += 1
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                if name == "mrcnn":
+                    losses = model(batches[index])
+                else:
+                    losses = model(*torchvision_batches[index])
+            loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            return float(loss.detach())
+
+        return step
+
+    steps = {name: make_step(name, model) for name, model in models.items()}
+    seconds, losses = time_alternating(steps, args.iters, args.warmup, device)
+    memory = {} if args.no_memory else {name: peak_memory_bytes(step, device) for name, step in steps.items()}
+    results: Dict[str, Any] = {
+        "batch_size": args.batch_size, "height": args.height, "width": args.width, "amp": use_amp,
+        "instances_per_image": [len(item["instances"]) for batch in batches for item in batch],
+    }
+    for name in steps:
+        stats = summarize(seconds[name])
+        entry = {
+            "seconds_per_iteration": stats["median"],
+            "seconds_per_iteration_p25": stats["p25"],
+            "seconds_per_iteration_p75": stats["p75"],
+            "seconds_per_iteration_min": stats["min"],
+            "seconds_per_iteration_max": stats["max"],
+            "images_per_second": args.batch_size / stats["median"],
+            "iterations": stats["count"],
+            "last_loss": losses[name],
+        }
+        if memory:
+            entry["peak_memory_mb"] = memory[name] / 2**20
+        results[name] = entry
+    if "torchvision" in steps:
+        results["ratio"] = results["mrcnn"]["seconds_per_iteration"] / results["torchvision"]["seconds_per_iteration"]
+    return results
+
+
+def benchmark_data(args: argparse.Namespace, cfg) -> Dict[str, Any]:
+    """Images per second of the training loader of DATASETS.TRAIN."""
+    from mrcnn.data import build_detection_train_loader
+    from mrcnn.data.benchmark import measure_loader_throughput
+
+    try:
+        loader = build_detection_train_loader(cfg)
+    except (FileNotFoundError, KeyError, OSError) as error:
+        raise SystemExit(
+            f"error: cannot build the training loader of DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}: {error}\n"
+            "(the synthetic dataset works anywhere: DATASETS.TRAIN \"('shapes_train',)\")"
+        )
+    result = measure_loader_throughput(loader, num_batches=args.iters, warmup_batches=args.warmup)
+    return {
+        **result,
+        "batch_size": cfg.SOLVER.IMS_PER_BATCH,
+        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "datasets": list(cfg.DATASETS.TRAIN),
+    }
+
+
+def benchmark_eval(args: argparse.Namespace) -> Dict[str, Any]:
+    """COCOEvaluator seconds per backend on the same synthetic predictions."""
+    from mrcnn.evaluation.benchmark import time_coco_evaluation
+
+    return {
+        backend: time_coco_evaluation(args.eval_images, args.dets_per_image, backend)
+        for backend in args.eval_backends
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def headline(task: str, results: Dict[str, Any]) -> str:
+    """The one line a person or a script reads: the task's main figure(s)."""
+    if task == "inference":
+        size = f"{results['height']}x{results['width']}"
+        line = f"inference {size}: mrcnn {results['mrcnn']['ms_per_image']:.1f} ms/image"
+        if "torchvision" in results:
+            agree = "yes" if results["agreement"]["agree"] else "NO"
+            line += (
+                f", torchvision {results['torchvision']['ms_per_image']:.1f} ms/image, "
+                f"ratio {results['ratio']:.3f}, detections agree: {agree}"
+            )
+        return line
+    if task == "train":
+        line = (
+            f"train {results['batch_size']}x{results['height']}x{results['width']}"
+            f"{' amp' if results['amp'] else ''}: mrcnn {results['mrcnn']['seconds_per_iteration']:.3f} s/iter "
+            f"({results['mrcnn']['images_per_second']:.2f} images/s)"
+        )
+        if "torchvision" in results:
+            line += (
+                f", torchvision {results['torchvision']['seconds_per_iteration']:.3f} s/iter "
+                f"({results['torchvision']['images_per_second']:.2f} images/s), ratio {results['ratio']:.3f}"
+            )
+        return line
+    if task == "data":
+        return f"data: {results['images_per_second']:.1f} images/s"
+    parts = [f"{backend} {r['total_seconds']:.2f} s" for backend, r in results.items()]
+    first = next(iter(results.values()))
+    return f"eval {first['num_images']} images x {first['dets_per_image']} detections: " + ", ".join(parts)
+
+
+def details(task: str, results: Dict[str, Any]) -> List[str]:
+    """Lines with the secondary figures, printed before the headline."""
+    lines = []
+    for name in ("mrcnn", "torchvision"):
+        entry = results.get(name)
+        if not isinstance(entry, dict):
+            continue
+        figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items())
+        lines.append(f"  {name}: {figures}")
+    if task == "inference":
+        lines.append(f"  matmul rate: {results['matmul_gflops_per_second']:.1f} GFLOP/s")
+        if "agreement" in results:
+            lines.append("  agreement: " + ", ".join(f"{k} {v}" for k, v in results["agreement"].items()))
+    return lines
+
+
+def environment(args: argparse.Namespace) -> Dict[str, Any]:
+    """What the figures were measured on."""
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": args.device,
+    }
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    if args.device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    return info
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        raise SystemExit("error: --iters must be at least 1 and --warmup at least 0")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but CUDA is not available here")
+    if not os.path.isfile(args.config_file):
+        raise SystemExit(f"error: config file not found: {args.config_file}")
+    torch.manual_seed(0)
+    if args.task == "eval":
+        results = benchmark_eval(args)
+    else:
+        cfg = load_config(args)
+        task = {"inference": benchmark_inference, "train": benchmark_train, "data": benchmark_data}[args.task]
+        results = task(args, cfg)
+    report = {
+        "task": args.task,
+        "config_file": os.path.relpath(args.config_file),
+        "compare": args.compare,
+        "environment": environment(args),
+        "results": results,
+        "headline": headline(args.task, results),
+    }
+    for line in details(args.task, results):
+        print(line)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        print(f"  wrote {args.output}")
+    print(report["headline"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
