@@ -23,7 +23,14 @@ from torch import nn
 
 from .batch_norm import norm_as_affine
 
-__all__ = ["clear_folded_weights", "conv_add_relu", "conv_relu", "folded_weight_and_bias", "is_relu"]
+__all__ = [
+    "clear_folded_weights",
+    "conv_add_relu",
+    "conv_relu",
+    "conv_transpose_relu",
+    "folded_weight_and_bias",
+    "is_relu",
+]
 
 _RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_)
 
@@ -202,6 +209,16 @@ def conv_forward(conv: nn.Conv2d, x: torch.Tensor) -> Optional[torch.Tensor]:
     if (activation is None or is_relu(activation)) and _onednn_usable(conv, x, None):
         return _fused(conv, x, None, relu=activation is not None)
     return None
+
+
+def conv_transpose_relu(deconv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """ReLU(deconv(x)), the transposed conv and the ReLU in one oneDNN call where it applies."""
+    if _onednn_usable(deconv, x, None):
+        return torch.ops.mkldnn._convolution_transpose_pointwise(
+            x, deconv.weight, deconv.bias, list(deconv.padding), list(deconv.output_padding),
+            list(deconv.stride), list(deconv.dilation), deconv.groups, "relu", [], "",
+        )
+    return F.relu(deconv(x))
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrcnn.layers import Conv2d, FrozenBatchNorm2d, norm_as_affine
-from mrcnn.layers.conv_fusion import clear_folded_weights, conv_add_relu, conv_relu
+from mrcnn.layers.conv_fusion import clear_folded_weights, conv_add_relu, conv_relu, conv_transpose_relu
 
 
 def _frozen_bn(channels: int, seed: int) -> FrozenBatchNorm2d:
@@ -112,3 +112,17 @@ def test_tracing_records_standard_ops():
         traced = torch.jit.trace(conv, torch.randn(1, 3, 8, 8))
     graph = str(traced.graph)
     assert "aten::_convolution" in graph and "mkldnn" not in graph
+
+
+def test_transposed_conv_with_relu():
+    torch.manual_seed(4)
+    deconv = nn.ConvTranspose2d(6, 5, kernel_size=2, stride=2)
+    x = torch.randn(3, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = F.relu(F.conv_transpose2d(x, deconv.weight, deconv.bias, stride=2))
+        fused = conv_transpose_relu(deconv, x)
+    torch.testing.assert_close(fused, expected, atol=1e-5, rtol=1e-5)
+    assert (fused == 0).any() and (fused > 0).any()
+    # with gradients: the separate ops, so autograd sees them
+    out = conv_transpose_relu(deconv, x.requires_grad_())
+    assert out.grad_fn is not None

@@ -7,6 +7,7 @@ from torch import nn
 
 from mrcnn.config import configurable
 from mrcnn.layers import Conv2d, ShapeSpec, cat, get_norm
+from mrcnn.layers.conv_fusion import conv_transpose_relu, is_relu
 from mrcnn.structures import Instances
 from mrcnn.utils.registry import Registry
 
@@ -121,10 +122,13 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         if x.device.type == "cpu":
             # oneDNN convolves NHWC without reordering the activations at every layer
             x = x.contiguous(memory_format=torch.channels_last)
-        for layer in self:
+        fuse_relu = is_relu(getattr(self, "deconv_relu", None))
+        for layer in self.children():
             if layer is self.predictor:
                 break
-            x = layer(x)
+            if fuse_relu and layer is self.deconv_relu:
+                continue  # applied together with the deconv
+            x = conv_transpose_relu(layer, x) if fuse_relu and layer is self.deconv else layer(x)
         return x
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:
