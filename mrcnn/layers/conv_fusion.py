@@ -75,6 +75,17 @@ def _cached(conv: nn.Module, key: Optional[tuple], name: str, compute):
     return cache[name]
 
 
+def _fold(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    norm = getattr(conv, "norm", None)
+    affine = norm_as_affine(norm) if norm is not None else None
+    if affine is None:
+        return conv.weight, conv.bias
+    scale, shift = affine
+    weight = conv.weight * scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return weight, bias.to(conv.weight.dtype)
+
+
 def folded_weight_and_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """conv's weight and bias with its norm folded in (when the norm is an affine map).
 
@@ -84,30 +95,27 @@ def folded_weight_and_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torc
     norm = getattr(conv, "norm", None)
     if norm is None or norm_as_affine(norm) is None:
         return conv.weight, conv.bias
-
-    def fold() -> Tuple[torch.Tensor, torch.Tensor]:
-        scale, shift = norm_as_affine(norm)
-        weight = conv.weight * scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
-        bias = shift if conv.bias is None else conv.bias * scale + shift
-        return weight, bias.to(conv.weight.dtype)
-
-    return _cached(conv, _cache_key(conv), "folded", fold)
+    return _cached(conv, _cache_key(conv), "folded", lambda: _fold(conv))
 
 
 def _onednn_weight_and_bias(conv: nn.Conv2d, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Folded weight in oneDNN's blocked layout (reordered once, not at every call) and bias."""
-    key = _cache_key(conv)
-    weight, bias = folded_weight_and_bias(conv)
-    if key is None:
-        return weight, bias
+    """Folded weight in oneDNN's blocked layout (reordered once, not at every call) and bias.
 
-    def pack() -> torch.Tensor:
-        return torch._C._nn.mkldnn_reorder_conv2d_weight(
+    Only the blocked copy is cached: it is all the fused kernel reads.
+    """
+    key = _cache_key(conv)
+    if key is None:
+        return _fold(conv)
+
+    def pack() -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        weight, bias = _fold(conv)
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.detach().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
             conv.groups, list(x.shape),
         )
+        return packed, bias
 
-    return _cached(conv, key, "packed", pack), bias
+    return _cached(conv, key, "packed", pack)
 
 
 def folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
