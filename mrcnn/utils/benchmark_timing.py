@@ -1,0 +1,119 @@
+"""Measuring for tools/benchmark.py: wall-clock times of alternating runs, peak tensor memory,
+FLOP counts and the machine's matmul rate."""
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["count_gflops", "matmul_gflops", "peak_memory_bytes", "summarize", "synchronize", "time_alternating"]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so that wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summarize(seconds: List[float]) -> Dict[str, float]:
+    """Median, quartiles, extremes and count of a list of durations (seconds)."""
+    ordered = sorted(seconds)
+    quartiles = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else [ordered[0]] * 3
+    return {
+        "median": statistics.median(ordered),
+        "p25": quartiles[0],
+        "p75": quartiles[2],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "count": len(ordered),
+    }
+
+
+def time_alternating(
+    runs: Dict[str, Callable[[], Any]], iters: int, warmup: int, device: torch.device
+) -> Tuple[Dict[str, List[float]], Dict[str, Any]]:
+    """Seconds of each of ``iters`` calls per run, the runs taking turns so that load changes on the
+    machine hit all of them alike; ``warmup`` untimed turns first. Also returns each run's last result."""
+    seconds: Dict[str, List[float]] = {name: [] for name in runs}
+    last: Dict[str, Any] = {}
+    for turn in range(warmup + iters):
+        for name, run in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            last[name] = run()
+            synchronize(device)
+            if turn >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return seconds, last
+
+
+def peak_memory_bytes(run: Callable[[], Any], device: torch.device) -> int:
+    """Most bytes held at once by tensors created during ``run()`` (beyond those alive before).
+
+    CUDA: the caching allocator's peak. CPU: replays the allocations and frees that the profiler
+    records, in time order, to the highest running total (at operator granularity).
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    changes = []
+    for event in prof.events():
+        change = event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        if change:
+            # allocations count from an operator's start, frees from its end: the pessimistic order
+            changes.append((event.time_range.start if change > 0 else event.time_range.end, change))
+    live = peak = 0
+    for _, change in sorted(changes):
+        live += change
+        peak = max(peak, live)
+    return int(peak)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 10) -> float:
+    """The best rate of a size×size matmul here, GFLOP/s (2·size³ per product): the hardware's usable peak."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+class _TensorOutputs(nn.Module):
+    """A detector as a function of one image tensor returning a tuple of tensors, for tracing."""
+
+    def __init__(self, model: nn.Module, call: Callable[[nn.Module, torch.Tensor], tuple]):
+        super().__init__()
+        self.model = model
+        self.call = call
+
+    def forward(self, image: torch.Tensor) -> tuple:
+        return self.call(self.model, image)
+
+
+def count_gflops(model: nn.Module, call: Callable[[nn.Module, torch.Tensor], tuple], image: torch.Tensor) -> float:
+    """fvcore's FLOP count of one forward (fvcore counts one multiply-add as one flop), in GFLOP
+    of two operations per multiply-add, the unit of the matmul rate."""
+    import warnings
+
+    from fvcore.nn import FlopCountAnalysis
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent control flow
+        analysis = FlopCountAnalysis(_TensorOutputs(model, call), (image,))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return 2 * analysis.total() / 1e9
