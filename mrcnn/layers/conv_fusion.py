@@ -10,11 +10,12 @@ tensors, no gradient needed, no autocast, not tracing or scripting. Everywhere e
 functions run as separate ops (with the norm still folded, see ``Conv2d``).
 
 Without gradients, the folded weights (and their copy in oneDNN's blocked layout, which saves a
-reorder of every weight at every call) are cached on the conv, and recomputed when a parameter
+reorder of every weight at every call) are cached per conv, and recomputed when a parameter
 or buffer is modified in place (load_state_dict, optimizer steps) or replaced (``.to()``); the
 cache is dropped at the next forward with gradients. Writes through ``.data`` bypass the version
 counters and need ``clear_folded_weights(model)``.
 """
+import weakref
 from typing import Optional, Tuple
 
 import torch
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 _RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_)
+
+# Per-conv cache of folded / packed weights, outside the modules so that deepcopy, pickling and
+# state_dict never see it (packed oneDNN tensors cannot be copied or serialised).
+_CACHES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def is_relu(activation) -> bool:
@@ -58,7 +63,7 @@ def _cache_key(conv: nn.Module) -> Optional[tuple]:
         return None
     if torch.is_grad_enabled():
         # a cache from an earlier evaluation would be stale after the next optimizer step
-        conv.__dict__.pop("_fusion_cache", None)
+        _CACHES.pop(conv, None)
         return None
     return _version_key(conv)
 
@@ -66,10 +71,10 @@ def _cache_key(conv: nn.Module) -> Optional[tuple]:
 def _cached(conv: nn.Module, key: Optional[tuple], name: str, compute):
     if key is None:
         return compute()
-    cache = conv.__dict__.get("_fusion_cache")
+    cache = _CACHES.get(conv)
     if cache is None or cache["key"] != key:
         cache = {"key": key}
-        conv.__dict__["_fusion_cache"] = cache
+        _CACHES[conv] = cache
     if name not in cache:
         cache[name] = compute()
     return cache[name]
@@ -90,7 +95,7 @@ def folded_weight_and_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torc
     """conv's weight and bias with its norm folded in (when the norm is an affine map).
 
     weight: (C_out, C_in / groups, kh, kw); bias (C_out,) or None. Differentiable when computed
-    with gradients enabled; cached on the conv when not.
+    with gradients enabled; cached per conv when not.
     """
     norm = getattr(conv, "norm", None)
     if norm is None or norm_as_affine(norm) is None:
@@ -125,7 +130,7 @@ def folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     trainable weight. The saved-tensor hooks store the recipe instead (the parameter and the
     per-channel scale) and refold in the backward pass, so the memory equals an unfolded conv's.
     """
-    conv.__dict__.pop("_fusion_cache", None)  # stale after the next optimizer step
+    _CACHES.pop(conv, None)  # stale after the next optimizer step
     scale, shift = norm_as_affine(conv.norm)
     scale = scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
     folded = conv.weight * scale
@@ -157,7 +162,7 @@ _REFOLD = object()
 def clear_folded_weights(module: nn.Module) -> None:
     """Drop the cached folded and packed weights of every conv in ``module``."""
     for child in module.modules():
-        child.__dict__.pop("_fusion_cache", None)
+        _CACHES.pop(child, None)
 
 
 def _onednn_usable(conv: nn.Conv2d, x: torch.Tensor, residual: Optional[torch.Tensor]) -> bool:

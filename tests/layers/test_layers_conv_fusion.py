@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrcnn.layers import Conv2d, FrozenBatchNorm2d, norm_as_affine
+from mrcnn.layers import conv_fusion
 from mrcnn.layers.conv_fusion import clear_folded_weights, conv_add_relu, conv_relu, conv_transpose_relu
 
 
@@ -87,7 +88,7 @@ def test_cache_follows_loaded_and_modified_weights():
     assert not torch.equal(before, conv(x).detach())
     # a forward with gradients drops the cache, so a stale copy is not kept during training
     conv(x.requires_grad_())
-    assert "_fusion_cache" not in conv.__dict__
+    assert conv not in conv_fusion._CACHES
 
 
 def test_which_norms_fold():
@@ -126,3 +127,22 @@ def test_transposed_conv_with_relu():
     # with gradients: the separate ops, so autograd sees them
     out = conv_transpose_relu(deconv, x.requires_grad_())
     assert out.grad_fn is not None
+
+
+def test_model_with_cached_weights_copies_and_pickles():
+    import copy
+    import io
+
+    conv = Conv2d(4, 4, kernel_size=3, padding=1, norm=_frozen_bn(4, 7), activation=nn.ReLU()).eval()
+    x = torch.randn(1, 4, 6, 6)
+    with torch.no_grad():
+        expected = conv(x)  # fills the cache with packed (uncopyable) oneDNN tensors
+        assert conv in conv_fusion._CACHES
+        copied = copy.deepcopy(conv)
+        torch.testing.assert_close(copied(x), expected)
+    buffer = io.BytesIO()
+    torch.save(conv, buffer)
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), expected)
