@@ -218,6 +218,8 @@ def conv_add_relu(conv: nn.Conv2d, x: torch.Tensor, residual: torch.Tensor, relu
 
 def conv_forward(conv: nn.Conv2d, x: torch.Tensor) -> Optional[torch.Tensor]:
     """activation(norm(conv(x))) fused, or None where the fused kernel does not apply."""
+    if torch.is_grad_enabled():
+        _CACHES.pop(conv, None)  # training: a cache from an earlier evaluation would go stale
     activation = getattr(conv, "activation", None)
     if (activation is None or is_relu(activation)) and _onednn_usable(conv, x, None):
         return _fused(conv, x, None, relu=activation is not None)
