@@ -1,9 +1,41 @@
 """ROIAlign module over torchvision.ops.roi_align."""
-from typing import Tuple, Union
+import threading
+from typing import List, Tuple, Union
 
 import torch
 from torch import nn
 from torchvision.ops import roi_align
+
+# Fewer RoIs than this per thread are not worth a thread start.
+_MIN_ROIS_PER_THREAD = 32
+
+
+def _roi_align_in_threads(input: torch.Tensor, rois: torch.Tensor, num_threads: int, *args) -> torch.Tensor:
+    """torchvision's roi_align over ``num_threads`` slices of the RoIs at once, concatenated.
+
+    Its CPU kernel runs on one core and releases the GIL, so Python threads use the others; every
+    RoI is computed by the same kernel as in one call, so the result is bit-identical.
+    """
+    chunks = rois.chunk(num_threads)
+    results: List[torch.Tensor] = [None] * len(chunks)
+    errors: List[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            with torch.no_grad():
+                results[index] = roi_align(input, chunks[index], *args)
+        except BaseException as error:  # re-raised in the calling thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(1, len(chunks))]
+    for thread in threads:
+        thread.start()
+    work(0)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return torch.cat(results)
 
 
 class ROIAlign(nn.Module):
@@ -32,14 +64,17 @@ class ROIAlign(nn.Module):
         """input (N, C, H, W), rois (K, 5) -> (K, C, out_h, out_w)."""
         if rois.dim() != 2 or rois.size(1) != 5:
             raise ValueError(f"ROIAlign expects rois of shape (K, 5), got {tuple(rois.shape)}")
-        return roi_align(
-            input,
-            rois.to(dtype=input.dtype),
-            self.output_size,
-            self.spatial_scale,
-            self.sampling_ratio,
-            self.aligned,
-        )
+        rois = rois.to(dtype=input.dtype)
+        args = (self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
+        if (
+            input.device.type == "cpu"
+            and num_threads > 1
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()  # a trace records the calling thread only
+        ):
+            return _roi_align_in_threads(input, rois, num_threads, *args)
+        return roi_align(input, rois, *args)
 
     def extra_repr(self) -> str:
         return (
