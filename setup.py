@@ -25,7 +25,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout"],
+        "dev": ["pytest>=7", "pytest-timeout", "faster-coco-eval>=1.6"],
         "fast-eval": ["faster-coco-eval>=1.6"],
     },
 )
