@@ -1,4 +1,5 @@
-"""ROIAlign module over torchvision.ops.roi_align."""
+"""ROIAlign module over torchvision.ops.roi_align, with a fast gradient on the CPU."""
+import math
 import threading
 from typing import List, Tuple, Union
 
@@ -38,6 +39,124 @@ def _roi_align_in_threads(input: torch.Tensor, rois: torch.Tensor, num_threads: 
     return torch.cat(results)
 
 
+def _bilinear_weights_1d(
+    start: torch.Tensor, bin_size: torch.Tensor, num_bins: int, grid: int, size: int, window_start: torch.Tensor,
+    window: int,
+) -> torch.Tensor:
+    """(R, num_bins, window) weights of each feature row (or column) in each bin, per RoI.
+
+    A bin's value is the mean over ``grid`` samples (along this axis) of bilinear interpolations;
+    the interpolation weights along y and x multiply, so a RoI's pooled output is
+    ``Wy @ feature_window @ Wx^T`` per channel. Rows are counted from ``window_start``.
+    Follows torchvision's kernel: samples beyond one pixel outside the map contribute nothing,
+    samples just outside are clamped to the border.
+    """
+    num_rois = start.shape[0]
+    offsets = (torch.arange(num_bins, dtype=start.dtype, device=start.device)[:, None]
+               + (torch.arange(grid, dtype=start.dtype, device=start.device)[None, :] + 0.5) / grid)
+    coords = start[:, None, None] + offsets[None] * bin_size[:, None, None]  # (R, num_bins, grid)
+    valid = (coords >= -1.0) & (coords <= size)
+    coords = coords.clamp(min=0)
+    low = coords.floor().long()
+    at_border = low >= size - 1
+    low = torch.where(at_border, torch.full_like(low, size - 1), low)
+    high = torch.where(at_border, low, low + 1)
+    frac = torch.where(at_border, torch.zeros_like(coords), coords - low.to(coords.dtype))
+    scale = valid.to(coords.dtype) / grid
+    index = torch.cat([low, high], dim=2) - window_start[:, None, None]
+    values = torch.cat([(1 - frac) * scale, frac * scale], dim=2)
+    weights = coords.new_zeros(num_rois, num_bins, window)
+    return weights.scatter_add_(2, index.clamp(0, window - 1), values)
+
+
+def _roi_align_grad_cpu(
+    grad_output: torch.Tensor, rois: torch.Tensor, input_shape: Tuple[int, int, int, int],
+    spatial_scale: float, sampling_ratio: int, aligned: bool,
+) -> torch.Tensor:
+    """Gradient of roi_align w.r.t. its (N, C, H, W) input, from grad_output (K, C, ph, pw).
+
+    torchvision's CPU kernel recomputes the sampling geometry for every channel and output
+    element on one core; here the geometry is computed once per RoI as two small matrices and
+    each RoI's gradient window is ``Wy^T @ grad @ Wx`` (batched matmuls), added into the map
+    with one index_add_. RoIs are grouped by their number of samples per bin.
+    """
+    num_images, channels, height, width = input_shape
+    grad_input = grad_output.new_zeros(num_images * height * width, channels)
+    if rois.shape[0] == 0:
+        return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
+    pooled_h, pooled_w = grad_output.shape[2:]
+    grad_channels_last = grad_output.permute(0, 2, 3, 1).contiguous()
+    offset = 0.5 if aligned else 0.0
+    boxes = rois[:, 1:].to(grad_output.dtype) * spatial_scale - offset
+    start_x, start_y = boxes[:, 0], boxes[:, 1]
+    roi_w, roi_h = boxes[:, 2] - start_x, boxes[:, 3] - start_y
+    if not aligned:
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    if sampling_ratio > 0:
+        grid_h = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
+        grid_w = torch.full_like(roi_w, sampling_ratio, dtype=torch.long)
+    else:
+        grid_h = torch.ceil(roi_h / pooled_h).long()
+        grid_w = torch.ceil(roi_w / pooled_w).long()
+    groups = grid_h * (int(grid_w.max()) + 1) + grid_w
+    for key in groups.unique().tolist():
+        members = (groups == key).nonzero().squeeze(1)
+        gh, gw = int(grid_h[members[0]]), int(grid_w[members[0]])
+        if gh <= 0 or gw <= 0:
+            continue  # no samples: the output is zero whatever the input
+        # Rows (columns) one RoI touches: from the floor of its lower edge to one past its upper.
+        lowest_y = torch.minimum(start_y[members], start_y[members] + roi_h[members])
+        lowest_x = torch.minimum(start_x[members], start_x[members] + roi_w[members])
+        y0 = lowest_y.clamp(min=0).floor().clamp(max=height - 1)
+        x0 = lowest_x.clamp(min=0).floor().clamp(max=width - 1)
+        window_h = min(height, int(math.ceil(float(roi_h[members].abs().max()))) + 2)
+        window_w = min(width, int(math.ceil(float(roi_w[members].abs().max()))) + 2)
+        y0 = y0.clamp(max=height - window_h).long()
+        x0 = x0.clamp(max=width - window_w).long()
+        weights_y = _bilinear_weights_1d(start_y[members], roi_h[members] / pooled_h, pooled_h, gh, height, y0, window_h)
+        weights_x = _bilinear_weights_1d(start_x[members], roi_w[members] / pooled_w, pooled_w, gw, width, x0, window_w)
+        # Wy^T @ grad @ Wx per RoI and channel as two batched matmuls, channels last throughout:
+        # (R, ph, pw, C) -> (R, window_h, pw, C) -> (R, window_w, window_h, C).
+        grad = grad_channels_last[members]
+        num = grad.shape[0]
+        rows_grad = weights_y.transpose(1, 2) @ grad.view(num, pooled_h, pooled_w * channels)
+        rows_grad = rows_grad.view(num, window_h, pooled_w, channels).transpose(1, 2)
+        windows = weights_x.transpose(1, 2) @ rows_grad.reshape(num, pooled_w, window_h * channels)
+        rows = (y0[:, None] + torch.arange(window_h)[None]) * width  # (R, window_h)
+        cols = x0[:, None] + torch.arange(window_w)[None]  # (R, window_w)
+        image = rois[members, 0].long() * (height * width)
+        index = (image[:, None, None] + cols[:, :, None] + rows[:, None, :]).reshape(-1)
+        windows = windows.view(-1, channels)
+        grad_input.index_add_(0, index, windows)
+    return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
+
+
+class _ROIAlignCPUFunction(torch.autograd.Function):
+    """torchvision's roi_align forward; the gradient from `_roi_align_grad_cpu`."""
+
+    @staticmethod
+    def forward(ctx, input, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        ctx.save_for_backward(rois)
+        ctx.input_shape = tuple(input.shape)
+        ctx.memory_format = (torch.channels_last if input.dim() == 4 and not input.is_contiguous()
+                             and input.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+        ctx.args = (spatial_scale, sampling_ratio, aligned)
+        num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
+        args = (output_size, spatial_scale, sampling_ratio, aligned)
+        if num_threads > 1:
+            return _roi_align_in_threads(input, rois, num_threads, *args)
+        return roi_align(input, rois, *args)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        (rois,) = ctx.saved_tensors
+        compute_dtype = torch.promote_types(grad_output.dtype, torch.float32)
+        grad = _roi_align_grad_cpu(grad_output.to(compute_dtype), rois, ctx.input_shape, *ctx.args)
+        grad = grad.to(grad_output.dtype).contiguous(memory_format=ctx.memory_format)
+        return grad, None, None, None, None, None
+
+
 class ROIAlign(nn.Module):
     """Bilinear RoI pooling of (K, 5) rois [batch_index, x0, y0, x1, y1] into (K, C, *output_size).
 
@@ -67,12 +186,10 @@ class ROIAlign(nn.Module):
         rois = rois.to(dtype=input.dtype)
         args = (self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
         num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
-        if (
-            input.device.type == "cpu"
-            and num_threads > 1
-            and not torch.is_grad_enabled()
-            and not torch.jit.is_tracing()  # a trace records the calling thread only
-        ):
+        on_cpu = input.device.type == "cpu" and not torch.jit.is_tracing()  # a trace records one thread
+        if on_cpu and torch.is_grad_enabled() and input.requires_grad:
+            return _ROIAlignCPUFunction.apply(input, rois, *args)
+        if on_cpu and num_threads > 1 and not torch.is_grad_enabled():
             return _roi_align_in_threads(input, rois, num_threads, *args)
         return roi_align(input, rois, *args)
 
