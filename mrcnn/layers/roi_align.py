@@ -9,6 +9,8 @@ from torchvision.ops import roi_align
 
 # Fewer RoIs than this per thread are not worth a thread start.
 _MIN_ROIS_PER_THREAD = 32
+# Elements of the RoI gradient windows computed at once in the CPU backward (16 MB in float32).
+_GRAD_WINDOW_ELEMENTS = 4 * 1024 * 1024
 
 
 def _roi_align_in_threads(input: torch.Tensor, rois: torch.Tensor, num_threads: int, *args) -> torch.Tensor:
@@ -69,6 +71,36 @@ def _bilinear_weights_1d(
     return weights.scatter_add_(2, index.clamp(0, window - 1), values)
 
 
+def _add_roi_windows(
+    grad_input: torch.Tensor, grad: torch.Tensor, image_index: torch.Tensor,
+    start_y: torch.Tensor, roi_h: torch.Tensor, start_x: torch.Tensor, roi_w: torch.Tensor,
+    grid: Tuple[int, int], map_size: Tuple[int, int], window: Tuple[int, int],
+) -> None:
+    """Adds R RoIs' gradient windows into grad_input (N*H*W, C).
+
+    grad (R, ph, pw, C) channels last; every RoI samples ``grid`` points per bin and touches at
+    most a ``window`` of rows and columns of the (H, W) map.
+    """
+    num, pooled_h, pooled_w, channels = grad.shape
+    height, width = map_size
+    window_h, window_w = window
+    # Rows (columns) one RoI touches: from the floor of its lower edge to one past its upper.
+    y0 = torch.minimum(start_y, start_y + roi_h).clamp(min=0).floor().clamp(max=height - window_h).long()
+    x0 = torch.minimum(start_x, start_x + roi_w).clamp(min=0).floor().clamp(max=width - window_w).long()
+    weights_y = _bilinear_weights_1d(start_y, roi_h / pooled_h, pooled_h, grid[0], height, y0, window_h)
+    weights_x = _bilinear_weights_1d(start_x, roi_w / pooled_w, pooled_w, grid[1], width, x0, window_w)
+    # Wy^T @ grad @ Wx per RoI and channel as two batched matmuls, channels last throughout:
+    # (R, ph, pw, C) -> (R, window_h, pw, C) -> (R, window_w, window_h, C).
+    rows_grad = weights_y.transpose(1, 2) @ grad.reshape(num, pooled_h, pooled_w * channels)
+    rows_grad = rows_grad.view(num, window_h, pooled_w, channels).transpose(1, 2)
+    windows = weights_x.transpose(1, 2) @ rows_grad.reshape(num, pooled_w, window_h * channels)
+    rows = (y0[:, None] + torch.arange(window_h)[None]) * width  # (R, window_h)
+    cols = x0[:, None] + torch.arange(window_w)[None]  # (R, window_w)
+    image = image_index * (height * width)
+    index = (image[:, None, None] + cols[:, :, None] + rows[:, None, :]).reshape(-1)
+    grad_input.index_add_(0, index, windows.view(-1, channels))
+
+
 def _roi_align_grad_cpu(
     grad_output: torch.Tensor, rois: torch.Tensor, input_shape: Tuple[int, int, int, int],
     spatial_scale: float, sampling_ratio: int, aligned: bool,
@@ -104,42 +136,27 @@ def _roi_align_grad_cpu(
         gh, gw = int(grid_h[members[0]]), int(grid_w[members[0]])
         if gh <= 0 or gw <= 0:
             continue  # no samples: the output is zero whatever the input
-        # Rows (columns) one RoI touches: from the floor of its lower edge to one past its upper.
-        lowest_y = torch.minimum(start_y[members], start_y[members] + roi_h[members])
-        lowest_x = torch.minimum(start_x[members], start_x[members] + roi_w[members])
-        y0 = lowest_y.clamp(min=0).floor().clamp(max=height - 1)
-        x0 = lowest_x.clamp(min=0).floor().clamp(max=width - 1)
         window_h = min(height, int(math.ceil(float(roi_h[members].abs().max()))) + 2)
         window_w = min(width, int(math.ceil(float(roi_w[members].abs().max()))) + 2)
-        y0 = y0.clamp(max=height - window_h).long()
-        x0 = x0.clamp(max=width - window_w).long()
-        weights_y = _bilinear_weights_1d(start_y[members], roi_h[members] / pooled_h, pooled_h, gh, height, y0, window_h)
-        weights_x = _bilinear_weights_1d(start_x[members], roi_w[members] / pooled_w, pooled_w, gw, width, x0, window_w)
-        # Wy^T @ grad @ Wx per RoI and channel as two batched matmuls, channels last throughout:
-        # (R, ph, pw, C) -> (R, window_h, pw, C) -> (R, window_w, window_h, C).
-        grad = grad_channels_last[members]
-        num = grad.shape[0]
-        rows_grad = weights_y.transpose(1, 2) @ grad.view(num, pooled_h, pooled_w * channels)
-        rows_grad = rows_grad.view(num, window_h, pooled_w, channels).transpose(1, 2)
-        windows = weights_x.transpose(1, 2) @ rows_grad.reshape(num, pooled_w, window_h * channels)
-        rows = (y0[:, None] + torch.arange(window_h)[None]) * width  # (R, window_h)
-        cols = x0[:, None] + torch.arange(window_w)[None]  # (R, window_w)
-        image = rois[members, 0].long() * (height * width)
-        index = (image[:, None, None] + cols[:, :, None] + rows[:, None, :]).reshape(-1)
-        windows = windows.view(-1, channels)
-        grad_input.index_add_(0, index, windows)
+        # RoIs a chunk, so that the temporary windows stay small next to the map itself.
+        chunk = max(1, _GRAD_WINDOW_ELEMENTS // (window_h * window_w * channels))
+        for chunk_members in members.split(chunk):
+            _add_roi_windows(
+                grad_input, grad_channels_last[chunk_members], rois[chunk_members, 0].long(),
+                start_y[chunk_members], roi_h[chunk_members], start_x[chunk_members], roi_w[chunk_members],
+                (gh, gw), (height, width), (window_h, window_w),
+            )
     return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
 
 
 class _ROIAlignCPUFunction(torch.autograd.Function):
-    """torchvision's roi_align forward; the gradient from `_roi_align_grad_cpu`."""
+    """torchvision's roi_align forward; the gradient from `_roi_align_grad_cpu`, (N, C, H, W)
+    with channels-last strides."""
 
     @staticmethod
     def forward(ctx, input, rois, output_size, spatial_scale, sampling_ratio, aligned):
         ctx.save_for_backward(rois)
         ctx.input_shape = tuple(input.shape)
-        ctx.memory_format = (torch.channels_last if input.dim() == 4 and not input.is_contiguous()
-                             and input.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
         ctx.args = (spatial_scale, sampling_ratio, aligned)
         num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
         args = (output_size, spatial_scale, sampling_ratio, aligned)
@@ -153,8 +170,9 @@ class _ROIAlignCPUFunction(torch.autograd.Function):
         (rois,) = ctx.saved_tensors
         compute_dtype = torch.promote_types(grad_output.dtype, torch.float32)
         grad = _roi_align_grad_cpu(grad_output.to(compute_dtype), rois, ctx.input_shape, *ctx.args)
-        grad = grad.to(grad_output.dtype).contiguous(memory_format=ctx.memory_format)
-        return grad, None, None, None, None, None
+        # Channels-last strides whatever the input's: a copy to NCHW would double the largest
+        # tensor of the backward pass, and on the CPU the features it flows into are NHWC.
+        return grad.to(grad_output.dtype), None, None, None, None, None
 
 
 class ROIAlign(nn.Module):

@@ -51,8 +51,11 @@ def time_alternating(
 def peak_memory_bytes(run: Callable[[], Any], device: torch.device) -> int:
     """Most bytes held at once by tensors created during ``run()`` (beyond those alive before).
 
-    CUDA: the caching allocator's peak. CPU: replays the allocations and frees that the profiler
-    records, in time order, to the highest running total (at operator granularity).
+    CUDA: the caching allocator's peak. CPU: replays every allocation and free that the profiler
+    records, in time order, to the highest running total. Each allocation and free is taken at
+    its own time stamp: attributing frees to the end of the enclosing operator would count every
+    temporary that a Python-level operator (an autograd Function's backward, say) creates and
+    drops as alive at once.
     """
     if device.type == "cuda":
         synchronize(device)
@@ -65,12 +68,11 @@ def peak_memory_bytes(run: Callable[[], Any], device: torch.device) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
-    changes = []
-    for event in prof.events():
-        change = event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
-        if change:
-            # allocations count from an operator's start, frees from its end: the pessimistic order
-            changes.append((event.time_range.start if change > 0 else event.time_range.end, change))
+    changes = [
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
+    ]
     live = peak = 0
     for _, change in sorted(changes):
         live += change

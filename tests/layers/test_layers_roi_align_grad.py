@@ -44,7 +44,7 @@ def test_gradient_matches_torchvision(aligned, sampling_ratio, output_size, dtyp
     assert expected.abs().max() > 0
 
 
-def test_gradient_keeps_channels_last_layout_and_handles_no_rois():
+def test_gradient_is_channels_last_and_handles_no_rois():
     features = torch.randn(2, 8, 20, 20).to(memory_format=torch.channels_last).requires_grad_()
     rois = torch.tensor([[0, 1.0, 2, 15, 17], [1, 3, 3, 9, 19]])
     pooler = ROIAlign(7, 1.0, 0, aligned=True)
@@ -63,3 +63,17 @@ def test_gradcheck_in_double_precision():
     rois = torch.tensor([[0, 0.3, 1.2, 7.9, 6.1], [0, -1.5, 2.0, 4.4, 12.0]], dtype=torch.float64)
     pooler = ROIAlign((3, 4), spatial_scale=1.0, sampling_ratio=0, aligned=True)
     assert torch.autograd.gradcheck(lambda x: pooler(x, rois), (features,))
+
+
+def test_gradient_in_small_chunks_equals_one_pass(monkeypatch):
+    from mrcnn.layers import roi_align as roi_align_module
+
+    generator = torch.Generator().manual_seed(2)
+    features = torch.randn(2, 4, 30, 30, generator=generator, requires_grad=True)
+    rois = _rois(2, 30, 30, generator, torch.float32)
+    pooler = ROIAlign(7, 1.0, 0, aligned=True)
+    upstream = torch.randn(rois.shape[0], 4, 7, 7, generator=generator)
+    (whole,) = torch.autograd.grad(pooler(features, rois), features, upstream)
+    monkeypatch.setattr(roi_align_module, "_GRAD_WINDOW_ELEMENTS", 1)  # one RoI at a time
+    (chunked,) = torch.autograd.grad(pooler(features, rois), features, upstream)
+    torch.testing.assert_close(chunked, whole)

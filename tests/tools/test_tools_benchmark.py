@@ -69,6 +69,24 @@ def test_peak_memory_counts_live_tensors(tool):
     assert 12 * 2**20 <= peak < 13 * 2**20
 
 
+def test_peak_memory_frees_python_temporaries_when_they_go(tool):
+    class TemporariesInBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            for _ in range(5):
+                temporary = torch.ones(1 << 20)  # 4 MiB, freed by Python at the next assignment
+                temporary = temporary + 1  # noqa: F841
+            return grad * 2
+
+    x = torch.ones(10, requires_grad=True)
+    peak = tool.peak_memory_bytes(lambda: TemporariesInBackward.apply(x).sum().backward(), torch.device("cpu"))
+    assert 8 * 2**20 <= peak < 9 * 2**20  # two of them at once, not all ten
+
+
 def test_flop_count_of_a_linear_layer(tool):
     layer = torch.nn.Linear(64, 32, bias=False)
     gflops = tool.count_gflops(layer, lambda model, x: (model(x),), torch.randn(10, 64))
