@@ -41,6 +41,14 @@ def _roi_align_in_threads(input: torch.Tensor, rois: torch.Tensor, num_threads: 
     return torch.cat(results)
 
 
+def _roi_align_cpu(input: torch.Tensor, rois: torch.Tensor, *args) -> torch.Tensor:
+    """roi_align without autograd, split over the CPU threads when there are RoIs enough."""
+    num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
+    if num_threads > 1:
+        return _roi_align_in_threads(input, rois, num_threads, *args)
+    return roi_align(input, rois, *args)
+
+
 def _bilinear_weights_1d(
     start: torch.Tensor, bin_size: torch.Tensor, num_bins: int, grid: int, size: int, window_start: torch.Tensor,
     window: int,
@@ -158,11 +166,7 @@ class _ROIAlignCPUFunction(torch.autograd.Function):
         ctx.save_for_backward(rois)
         ctx.input_shape = tuple(input.shape)
         ctx.args = (spatial_scale, sampling_ratio, aligned)
-        num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
-        args = (output_size, spatial_scale, sampling_ratio, aligned)
-        if num_threads > 1:
-            return _roi_align_in_threads(input, rois, num_threads, *args)
-        return roi_align(input, rois, *args)
+        return _roi_align_cpu(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -203,12 +207,11 @@ class ROIAlign(nn.Module):
             raise ValueError(f"ROIAlign expects rois of shape (K, 5), got {tuple(rois.shape)}")
         rois = rois.to(dtype=input.dtype)
         args = (self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-        num_threads = min(torch.get_num_threads(), rois.shape[0] // _MIN_ROIS_PER_THREAD)
         on_cpu = input.device.type == "cpu" and not torch.jit.is_tracing()  # a trace records one thread
         if on_cpu and torch.is_grad_enabled() and input.requires_grad:
             return _ROIAlignCPUFunction.apply(input, rois, *args)
-        if on_cpu and num_threads > 1 and not torch.is_grad_enabled():
-            return _roi_align_in_threads(input, rois, num_threads, *args)
+        if on_cpu and not torch.is_grad_enabled():
+            return _roi_align_cpu(input, rois, *args)
         return roi_align(input, rois, *args)
 
     def extra_repr(self) -> str:
