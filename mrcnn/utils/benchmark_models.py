@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "freeze_batchnorms",
     "TORCHVISION_CONFIG",
     "calibrated_torchvision_maskrcnn",
     "detections_agreement",
@@ -35,7 +36,7 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _freeze_batchnorms(module: nn.Module) -> nn.Module:
+def freeze_batchnorms(module: nn.Module) -> nn.Module:
     """Replace every nn.BatchNorm2d in ``module`` by torchvision's FrozenBatchNorm2d with its statistics."""
     from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -48,7 +49,7 @@ def _freeze_batchnorms(module: nn.Module) -> nn.Module:
             frozen.running_var.copy_(child.running_var)
             setattr(module, name, frozen)
         else:
-            _freeze_batchnorms(child)
+            freeze_batchnorms(child)
     return module
 
 
@@ -87,7 +88,7 @@ def calibrated_torchvision_maskrcnn(
         if isinstance(module, nn.BatchNorm2d):
             module.weight.data.uniform_(0.5, 1.0)
             module.bias.data.uniform_(-0.2, 0.2)
-    body = _freeze_batchnorms(body)
+    body = freeze_batchnorms(body)
     model = MaskRCNN(_resnet_fpn_extractor(body, 3), num_classes=91)
     if not spread_scores:
         return model.eval()

@@ -15,6 +15,7 @@ from torchvision.ops import FrozenBatchNorm2d  # noqa: E402
 
 from mrcnn.config import get_cfg  # noqa: E402
 from mrcnn.modeling import build_model  # noqa: E402
+from mrcnn.utils.benchmark_models import freeze_batchnorms  # noqa: E402
 from mrcnn.utils.testing import natural_image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,22 +48,7 @@ def _calibrated_torchvision_model(image: torch.Tensor) -> nn.Module:
         if isinstance(module, nn.BatchNorm2d):
             module.weight.data.uniform_(0.5, 1.0)
             module.bias.data.uniform_(-0.2, 0.2)
-    frozen = torchvision.ops.misc.FrozenBatchNorm2d
-
-    def freeze(module: nn.Module) -> nn.Module:
-        for name, child in module.named_children():
-            if isinstance(child, nn.BatchNorm2d):
-                replacement = frozen(child.num_features)
-                replacement.weight.copy_(child.weight.data)
-                replacement.bias.copy_(child.bias.data)
-                replacement.running_mean.copy_(child.running_mean)
-                replacement.running_var.copy_(child.running_var)
-                setattr(module, name, replacement)
-            else:
-                freeze(child)
-        return module
-
-    body = freeze(body)
+    body = freeze_batchnorms(body)
     backbone = _resnet_fpn_extractor(body, 3)
     model = MaskRCNN(backbone, num_classes=91)
     with torch.no_grad():
