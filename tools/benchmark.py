@@ -47,8 +47,10 @@ from mrcnn.utils.benchmark_models import (  # noqa: E402
 )
 from mrcnn.utils.benchmark_timing import (  # noqa: E402
     count_gflops,
+    full_float32,
     matmul_gflops,
     peak_memory_bytes,
+    profile_top_ops,
     summarize,
     synchronize,
     time_alternating,
@@ -76,6 +78,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     parser.add_argument("--no-flops", action="store_true", help="inference: skip the FLOP count")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="ROWS",
+        help="inference/train: also profile one call per model and print its ROWS costliest operators",
+    )
     parser.add_argument("--eval-images", type=int, default=100, help="eval: number of images")
     parser.add_argument("--dets-per-image", type=int, default=100, help="eval: predictions per image")
     parser.add_argument("--eval-backends", nargs="+", choices=EVAL_BACKENDS, default=list(EVAL_BACKENDS))
@@ -172,6 +178,7 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     with torch.no_grad():
         seconds, outputs = time_alternating(calls, args.iters, args.warmup, device)
         memory = {} if args.no_memory else {name: peak_memory_bytes(call, device) for name, call in calls.items()}
+        profiles = {name: profile_top_ops(call, device, args.profile) for name, call in calls.items()} if args.profile else {}
     matmul_rate = matmul_gflops(device)
     results: Dict[str, Any] = {"height": height, "width": width, "matmul_gflops_per_second": matmul_rate}
     for name in calls:
@@ -187,6 +194,8 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         }
         if memory:
             entry["peak_memory_mb"] = memory[name] / 2**20
+        if profiles:
+            entry["profile"] = profiles[name]
         if not args.no_flops:
             gflops = count_gflops(models[name], tensor_calls[name], image)
             entry["gflops"] = gflops
@@ -195,6 +204,10 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         results[name] = entry
     if "torchvision" in models:
         results["ratio"] = results["mrcnn"]["ms_per_image"] / results["torchvision"]["ms_per_image"]
+        if device.type == "cuda":
+            # the timed calls ran with PyTorch's default TF32 convolutions; compare in float32
+            with torch.no_grad(), full_float32(device):
+                outputs = {name: call() for name, call in calls.items()}
         results["agreement"] = detections_agreement(outputs["mrcnn"], outputs["torchvision"])
     return results
 
@@ -203,7 +216,9 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     """Seconds per SGD iteration on synthetic batches (and torchvision's on the same batches)."""
     device = torch.device(args.device)
     batches = [
-        synthetic_training_batch(args.batch_size, args.height, args.width, seed=index)
+        synthetic_training_batch(
+            args.batch_size, args.height, args.width, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES, seed=index
+        )
         for index in range(2)
     ]
     calibration = batches[0][0]["image"].float()
@@ -245,6 +260,7 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     steps = {name: make_step(name, model) for name, model in models.items()}
     seconds, losses = time_alternating(steps, args.iters, args.warmup, device)
     memory = {} if args.no_memory else {name: peak_memory_bytes(step, device) for name, step in steps.items()}
+    profiles = {name: profile_top_ops(step, device, args.profile) for name, step in steps.items()} if args.profile else {}
     results: Dict[str, Any] = {
         "batch_size": args.batch_size, "height": args.height, "width": args.width, "amp": use_amp,
         "instances_per_image": [len(item["instances"]) for batch in batches for item in batch],
@@ -263,6 +279,8 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         }
         if memory:
             entry["peak_memory_mb"] = memory[name] / 2**20
+        if profiles:
+            entry["profile"] = profiles[name]
         results[name] = entry
     if "torchvision" in steps:
         results["ratio"] = results["mrcnn"]["seconds_per_iteration"] / results["torchvision"]["seconds_per_iteration"]
@@ -342,12 +360,28 @@ def details(task: str, results: Dict[str, Any]) -> List[str]:
         entry = results.get(name)
         if not isinstance(entry, dict):
             continue
-        figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items())
+        figures = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items() if k != "profile"
+        )
         lines.append(f"  {name}: {figures}")
+        if "profile" in entry:
+            lines.extend(profile_lines(name, entry["profile"]))
     if task == "inference":
         lines.append(f"  matmul rate: {results['matmul_gflops_per_second']:.1f} GFLOP/s")
         if "agreement" in results:
             lines.append("  agreement: " + ", ".join(f"{k} {v}" for k, v in results["agreement"].items()))
+    return lines
+
+
+def profile_lines(name: str, profile: Dict[str, Any]) -> List[str]:
+    """A profile_top_ops report as indented text: host operators, then GPU kernels, then host waits."""
+    lines = [f"  {name} profile of one call: {profile['wall_seconds'] * 1000:.1f} ms wall"]
+    for side in ("host", "device"):
+        if side in profile:
+            lines.append(f"    self time on the {side}:")
+            lines.extend(f"      {op['self_ms']:9.2f} ms {op['calls']:6d}x  {op['name'][:90]}" for op in profile[side])
+    if profile.get("host_waits"):
+        lines.append("    host waits: " + ", ".join(f"{k} {v}x" for k, v in profile["host_waits"].items()))
     return lines
 
 

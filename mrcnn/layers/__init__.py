@@ -1,5 +1,12 @@
 """Building blocks shared by models: thin wrappers over torchvision.ops, conv + norm, mask pasting."""
-from .batch_norm import NORM_NAMES, FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, norm_as_affine
+from .batch_norm import (
+    NORM_NAMES,
+    FrozenBatchNorm2d,
+    convert_frozen_batchnorm,
+    get_norm,
+    is_affine_norm,
+    norm_as_affine,
+)
 from .mask_ops import paste_masks_in_image
 from .nms import batched_nms, nms
 from .roi_align import ROIAlign
@@ -18,6 +25,7 @@ __all__ = [
     "get_norm",
     "nms",
     "nonzero_tuple",
+    "is_affine_norm",
     "norm_as_affine",
     "paste_masks_in_image",
 ]

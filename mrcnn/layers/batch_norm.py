@@ -1,13 +1,26 @@
 """Normalization layers: frozen batch norm and a name -> norm layer factory."""
+import weakref
 from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ["FrozenBatchNorm2d", "get_norm", "convert_frozen_batchnorm", "norm_as_affine", "NORM_NAMES"]
+__all__ = [
+    "FrozenBatchNorm2d",
+    "get_norm",
+    "convert_frozen_batchnorm",
+    "is_affine_norm",
+    "norm_as_affine",
+    "NORM_NAMES",
+]
 
 NORM_NAMES = ("BN", "SyncBN", "FrozenBN", "GN")
+
+# (scale, shift) of each FrozenBatchNorm2d, with the identity and in-place versions of the buffers
+# they came from: frozen statistics do not change between training steps, and on a GPU the five
+# small ops that compute them cost a kernel launch each, per layer and step.
+_FROZEN_AFFINE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
 def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int) -> Optional[nn.Module]:
@@ -58,6 +71,19 @@ def convert_frozen_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def is_affine_norm(norm: Optional[nn.Module]) -> bool:
+    """Whether ``norm_as_affine(norm)`` gives a (scale, shift), decided without computing them
+    (on a GPU each of those small tensor ops is a kernel launch)."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        return True
+    return (
+        isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and not norm.training
+        and norm.track_running_stats
+        and norm.running_var is not None
+    )
+
+
 def norm_as_affine(norm: Optional[nn.Module]) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """``(scale, shift)``, each (C,), with ``norm(x) == x * scale + shift`` per channel, when the norm
     is a fixed affine map (FrozenBatchNorm2d, or BatchNorm in eval mode); None otherwise.
@@ -65,19 +91,41 @@ def norm_as_affine(norm: Optional[nn.Module]) -> Optional[Tuple[torch.Tensor, to
     The result stays differentiable in the norm's affine parameters, so a conv that absorbs it
     still trains them.
     """
+    if not is_affine_norm(norm):
+        return None
     if isinstance(norm, FrozenBatchNorm2d):
+        return _frozen_affine(norm)
+    scale = (norm.running_var + norm.eps).rsqrt()
+    shift = -norm.running_mean * scale
+    if norm.affine:
+        scale = norm.weight * scale
+        shift = norm.weight * shift + norm.bias
+    return scale, shift
+
+
+def _frozen_affine(norm: FrozenBatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """norm_as_affine of a FrozenBatchNorm2d, computed again only when a buffer changed."""
+
+    def compute() -> Tuple[torch.Tensor, torch.Tensor]:
         scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
         return scale, norm.bias - norm.running_mean * scale
-    if (
-        isinstance(norm, nn.modules.batchnorm._BatchNorm)
-        and not norm.training
-        and norm.track_running_stats
-        and norm.running_var is not None
-    ):
-        scale = (norm.running_var + norm.eps).rsqrt()
-        shift = -norm.running_mean * scale
-        if norm.affine:
-            scale = norm.weight * scale
-            shift = norm.weight * shift + norm.bias
-        return scale, shift
-    return None
+
+    tensors = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or any(t.requires_grad for t in tensors):
+        return compute()  # a trace must record the ops; gradients need the graph
+    try:
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (norm.eps,)
+    except RuntimeError:  # inference-mode tensors carry no version counter
+        return compute()
+    cached = _FROZEN_AFFINE.get(norm)
+    if cached is None or cached[0] != key:
+        cached = (key, *compute())
+        _FROZEN_AFFINE[norm] = cached
+    return cached[1], cached[2]
+
+
+def clear_frozen_affine(module: nn.Module) -> None:
+    """Forget the cached scale and shift of every FrozenBatchNorm2d in ``module`` (needed only after
+    writing its buffers through ``.data``, which in-place version counters do not see)."""
+    for child in module.modules():
+        _FROZEN_AFFINE.pop(child, None)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batch_norm import norm_as_affine
+from .batch_norm import clear_frozen_affine, is_affine_norm, norm_as_affine
 
 __all__ = [
     "clear_folded_weights",
@@ -98,7 +98,7 @@ def folded_weight_and_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torc
     with gradients enabled; cached per conv when not.
     """
     norm = getattr(conv, "norm", None)
-    if norm is None or norm_as_affine(norm) is None:
+    if norm is None or not is_affine_norm(norm):
         return conv.weight, conv.bias
     return _cached(conv, _cache_key(conv), "folded", lambda: _fold(conv))
 
@@ -160,9 +160,11 @@ _REFOLD = object()
 
 
 def clear_folded_weights(module: nn.Module) -> None:
-    """Drop the cached folded and packed weights of every conv in ``module``."""
+    """Drop the cached folded and packed weights of every conv in ``module``, and the cached
+    scale and shift of its frozen norms."""
     for child in module.modules():
         _CACHES.pop(child, None)
+    clear_frozen_affine(module)
 
 
 def _onednn_usable(conv: nn.Conv2d, x: torch.Tensor, residual: Optional[torch.Tensor]) -> bool:
@@ -184,7 +186,7 @@ def _onednn_usable(conv: nn.Conv2d, x: torch.Tensor, residual: Optional[torch.Te
     if residual is not None and (residual.dtype != torch.float32 or residual.device != x.device):
         return False
     norm = getattr(conv, "norm", None)
-    return norm is None or norm_as_affine(norm) is not None
+    return norm is None or is_affine_norm(norm)
 
 
 def _fused(conv: nn.Conv2d, x: torch.Tensor, residual: Optional[torch.Tensor], relu: bool) -> torch.Tensor:

@@ -156,7 +156,9 @@ def paste_masks_in_image(
             f"paste_masks_in_image: boxes must be ({masks.shape[0]}, 4) to match the masks, got {tuple(boxes.shape)}"
         )
     height, width = int(image_shape[0]), int(image_shape[1])
-    num_masks, mask_height, mask_width = masks.shape
+    # plain ints: under jit tracing (fvcore's FLOP counter) sizes are CPU tensors, which would
+    # then meet CUDA tensors in clamp()
+    num_masks, mask_height, mask_width = (int(size) for size in masks.shape)
     device = masks.device
     if num_masks == 0:
         out_dtype = torch.bool if threshold >= 0 else torch.float32

@@ -4,7 +4,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .batch_norm import norm_as_affine
+from .batch_norm import is_affine_norm
 from .conv_fusion import conv_forward, folded_conv_for_training, folded_weight_and_bias
 
 
@@ -33,7 +33,7 @@ class Conv2d(nn.Conv2d):
         fused = conv_forward(self, x)
         if fused is not None:
             return fused
-        if self.norm is not None and norm_as_affine(self.norm) is not None:
+        if self.norm is not None and is_affine_norm(self.norm):
             if torch.is_grad_enabled():
                 x = folded_conv_for_training(self, x)
             else:

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrcnn.layers import Conv2d, FrozenBatchNorm2d, norm_as_affine
+from mrcnn.layers import Conv2d, FrozenBatchNorm2d, is_affine_norm, norm_as_affine
 from mrcnn.layers import conv_fusion
 from mrcnn.layers.conv_fusion import clear_folded_weights, conv_add_relu, conv_relu, conv_transpose_relu
 
@@ -105,6 +105,11 @@ def test_which_norms_fold():
     conv = Conv2d(3, 3, kernel_size=1, norm=nn.GroupNorm(1, 3)).eval()
     with torch.no_grad():
         torch.testing.assert_close(conv(x), _reference(conv, x))
+    # the cheap predicate says yes exactly where the scale and shift exist
+    untracked = nn.BatchNorm2d(3, track_running_stats=False).eval()
+    for norm in (bn.train(), bn.eval(), FrozenBatchNorm2d(3), nn.GroupNorm(1, 3), untracked, None):
+        assert is_affine_norm(norm) == (norm_as_affine(norm) is not None)
+    assert is_affine_norm(FrozenBatchNorm2d(3)) and not is_affine_norm(untracked)
 
 
 def test_tracing_records_standard_ops():

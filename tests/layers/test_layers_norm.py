@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrcnn.layers import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm
+from mrcnn.layers import Conv2d, FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, norm_as_affine
 
 
 def _trained_batchnorm(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -59,3 +59,38 @@ def test_get_norm_names_and_errors():
     with pytest.raises(ValueError) as info:
         get_norm("batchnorm", 8)
     assert "batchnorm" in str(info.value) and "FrozenBN" in str(info.value) and "GN" in str(info.value)
+
+
+def test_frozen_norm_scale_and_shift_are_cached_until_a_buffer_changes():
+    from mrcnn.layers.batch_norm import clear_frozen_affine
+
+    norm = FrozenBatchNorm2d(4)
+    with torch.no_grad():
+        norm.running_var.copy_(torch.tensor([1.0, 4.0, 0.25, 2.0]))
+        norm.running_mean.copy_(torch.tensor([0.5, -1.0, 0.0, 3.0]))
+    scale, shift = norm_as_affine(norm)
+    torch.testing.assert_close(scale, (norm.running_var + norm.eps).rsqrt())
+    torch.testing.assert_close(shift, -norm.running_mean * scale)
+    again = norm_as_affine(norm)
+    assert again[0] is scale and again[1] is shift  # nothing recomputed
+
+    # an in-place write (load_state_dict, copy_) is seen through the version counter
+    state = {k: v.clone() for k, v in norm.state_dict().items()}
+    state["weight"] = torch.full((4,), 2.0)
+    norm.load_state_dict(state)
+    scale2, shift2 = norm_as_affine(norm)
+    torch.testing.assert_close(scale2, 2 * scale)
+    torch.testing.assert_close(shift2, 2 * shift)
+
+    # a write through .data is not; clearing the cache picks it up
+    norm.bias.data.fill_(1.0)
+    assert norm_as_affine(norm)[1] is shift2
+    clear_frozen_affine(norm)
+    torch.testing.assert_close(norm_as_affine(norm)[1], shift2 + 1.0)
+
+    # the folded conv still trains its weight with the cached scale
+    conv = Conv2d(3, 4, kernel_size=1, bias=False, norm=norm)
+    x = torch.randn(2, 3, 5, 5)
+    conv(x).sum().backward()
+    expected = (x.sum(dim=(0, 2, 3))[None, :] * norm_as_affine(norm)[0][:, None]).reshape(4, 3, 1, 1)
+    torch.testing.assert_close(conv.weight.grad, expected)

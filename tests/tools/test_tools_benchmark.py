@@ -132,7 +132,8 @@ def test_inference_flops_of_the_shapes_model(tool, tmp_path, capsys):
 
 def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
     report = _run(
-        tool, tmp_path, capsys, ["--task", "train", "--compare", "torchvision", "--no-memory"] + TINY_FLAGS, TINY_OPTS
+        tool, tmp_path, capsys,
+        ["--task", "train", "--compare", "torchvision", "--no-memory", "--profile", "5"] + TINY_FLAGS, TINY_OPTS,
     )
     results = report["results"]
     assert results["batch_size"] == 2 and len(results["instances_per_image"]) == 4
@@ -141,6 +142,14 @@ def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
         assert entry["iterations"] == 2 and entry["seconds_per_iteration"] > 0
         assert entry["images_per_second"] == pytest.approx(2 / entry["seconds_per_iteration"])
         assert torch.isfinite(torch.tensor(entry["last_loss"]))
+        # one profiled training step: the five costliest host operators, a convolution among them
+        profile = entry["profile"]
+        assert profile["wall_seconds"] > 0 and 1 <= len(profile["host"]) <= 5
+        self_ms = [op["self_ms"] for op in profile["host"]]
+        assert self_ms == sorted(self_ms, reverse=True) and self_ms[0] > 0
+        assert sum(self_ms) <= profile["wall_seconds"] * 1000 * torch.get_num_threads() + 1
+        assert any("conv" in op["name"] for op in profile["host"])
+        assert "device" not in profile  # CPU run: no GPU table
     assert "s/iter" in report["headline"]
 
 
