@@ -132,10 +132,12 @@ def folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """
     _CACHES.pop(conv, None)  # stale after the next optimizer step
     scale, shift = norm_as_affine(conv.norm)
-    scale = scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
+    dtype = conv.weight.dtype
+    scale = (scale if scale.dtype == dtype else scale.to(dtype)).reshape(-1, 1, 1, 1)
     folded = conv.weight * scale
     bias = shift if conv.bias is None else conv.bias * scale.reshape(-1) + shift
-    bias = bias.to(conv.weight.dtype)
+    if bias.dtype != dtype:
+        bias = bias.to(dtype)
     if not folded.requires_grad:
         return conv._conv_forward(x, folded, bias)
     weight = conv.weight

@@ -183,12 +183,19 @@ class PolygonMasks:
         """Polygons live on the CPU as numpy arrays; moving them is a no-op."""
         return self
 
+    @classmethod
+    def _from_checked(cls, polygons: List[List[np.ndarray]]) -> "PolygonMasks":
+        """A PolygonMasks around polygons already checked by the constructor (no second pass)."""
+        masks = cls.__new__(cls)
+        masks.polygons = polygons
+        return masks
+
     def __getitem__(self, item) -> "PolygonMasks":
         """Index with an int (gives 1 instance), slice, bool mask, index list or index tensor."""
         if isinstance(item, (int, np.integer)):
-            return PolygonMasks([self.polygons[item]])
+            return PolygonMasks._from_checked([self.polygons[item]])
         positions = _index_to_list(item, len(self))
-        return PolygonMasks([self.polygons[i] for i in positions])
+        return PolygonMasks._from_checked([self.polygons[i] for i in positions])
 
     def __iter__(self) -> Iterator[List[np.ndarray]]:
         """Yield each instance's list of polygons."""
@@ -243,21 +250,38 @@ class PolygonMasks:
         if len(self) == 0:
             return torch.zeros(0, mask_size, mask_size, dtype=torch.bool, device=device)
         boxes_np = torch.as_tensor(boxes).detach().to("cpu", torch.float64).numpy()
-        results = []
-        for instance, box in zip(self.polygons, boxes_np):
-            x0, y0 = box[0], box[1]
-            # a degenerate box would divide by zero; 0.1 px keeps the scale finite
-            box_width = max(box[2] - box[0], 0.1)
-            box_height = max(box[3] - box[1], 0.1)
-            scale = np.array([mask_size / box_width, mask_size / box_height])
-            origin = np.array([x0, y0])
-            in_box = [((p.reshape(-1, 2) - origin) * scale).reshape(-1) for p in instance]
-            results.append(torch.from_numpy(polygons_to_bitmask(in_box, mask_size, mask_size)))
-        return torch.stack(results).to(device)
+        origins = boxes_np[:, :2]
+        # a degenerate box would divide by zero; 0.1 px keeps the scale finite
+        scales = mask_size / np.maximum(boxes_np[:, 2:] - boxes_np[:, :2], 0.1)
+        # every polygon of every instance in box coordinates, rasterized by pycocotools in one call
+        flat, owner = [], []
+        for index, instance in enumerate(self.polygons):
+            for polygon in instance:
+                flat.append(((polygon.reshape(-1, 2) - origins[index]) * scales[index]).reshape(-1).tolist())
+                owner.append(index)
+        rles = mask_util.frPyObjects(flat, mask_size, mask_size) if flat else []
+        per_instance: List[list] = [[] for _ in self.polygons]
+        for index, rle in zip(owner, rles):
+            per_instance[index].append(rle)
+        empty = None
+        merged = []
+        for parts in per_instance:
+            if len(parts) == 1:
+                merged.append(parts[0])
+            elif parts:
+                merged.append(mask_util.merge(parts))
+            else:  # an instance without polygons: an empty mask
+                if empty is None:
+                    empty = mask_util.encode(np.zeros((mask_size, mask_size, 1), dtype=np.uint8, order="F"))[0]
+                merged.append(empty)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see polygons_to_bitmask
+            decoded = mask_util.decode(merged)  # (M, M, N) uint8
+        return torch.from_numpy(np.ascontiguousarray(decoded.transpose(2, 0, 1))).to(device=device, dtype=torch.bool)
 
     @staticmethod
     def cat(polymasks_list: List["PolygonMasks"]) -> "PolygonMasks":
         """Concatenate PolygonMasks."""
         if not all(isinstance(p, PolygonMasks) for p in polymasks_list):
             raise TypeError("PolygonMasks.cat: every element must be a PolygonMasks")
-        return PolygonMasks(list(itertools.chain.from_iterable(p.polygons for p in polymasks_list)))
+        return PolygonMasks._from_checked(list(itertools.chain.from_iterable(p.polygons for p in polymasks_list)))

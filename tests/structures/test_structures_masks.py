@@ -117,3 +117,28 @@ def test_crop_and_resize_empty_and_mismatch():
     assert PolygonMasks([]).crop_and_resize(torch.zeros(0, 4), 7).shape == (0, 7, 7)
     with pytest.raises(ValueError, match="2 boxes for 1 masks"):
         BitMasks(torch.zeros(1, 5, 5)).crop_and_resize(torch.zeros(2, 4), 7)
+
+
+def test_polygon_crop_and_resize_equals_rasterizing_each_instance_in_its_box():
+    """One pycocotools call for all instances gives exactly the per-instance rasterization, also
+    for instances of several polygons, without polygons, and for a zero-width box."""
+    polygons = [
+        [_square(4, 6, 10)],
+        [_square(0, 0, 8), _square(20, 20, 6)],  # two parts
+        [],  # no polygon: an empty mask
+        [np.array([30.0, 5.0, 45.0, 12.0, 33.0, 25.0])],
+    ]
+    boxes = torch.tensor([[3.5, 5.0, 15.0, 17.0], [0.0, 0.0, 27.0, 27.0], [1.0, 1.0, 9.0, 9.0], [30.0, 5.0, 30.0, 25.0]])
+    masks = PolygonMasks(polygons)
+    out = masks.crop_and_resize(boxes, 14)
+    assert out.dtype == torch.bool and out.shape == (4, 14, 14)
+    for index, (instance, box) in enumerate(zip(polygons, boxes.double().numpy())):
+        scale = 14 / np.maximum(box[2:] - box[:2], 0.1)
+        in_box = [((p.reshape(-1, 2) - box[:2]) * scale).reshape(-1) for p in instance]
+        expected = torch.from_numpy(polygons_to_bitmask(in_box, 14, 14))
+        assert torch.equal(out[index], expected), index
+    assert out[1].any() and not out[2].any()
+    # indexing shares the checked polygons instead of copying and re-checking them
+    picked = masks[torch.tensor([3, 1])]
+    assert picked.polygons[0][0] is masks.polygons[3][0]
+    assert torch.equal(picked.crop_and_resize(boxes[[3, 1]], 14), out[[3, 1]])
