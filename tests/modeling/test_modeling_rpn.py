@@ -217,3 +217,33 @@ def test_per_level_topk_and_min_size():
     torch.testing.assert_close(result.objectness_logits, torch.tensor([2.0]))
     (result,) = find_top_rpn_proposals([level0, level1], [logits0, logits1], [(20, 20)], 0.7, 1, 10, 0.0, False)
     torch.testing.assert_close(result.objectness_logits, torch.tensor([3.0, 2.0]))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_decoding_only_the_top_anchors_equals_decoding_all(training):
+    """predict_proposals picks each level's top anchors before decoding: the same proposals as
+    decoding every anchor and letting find_top_rpn_proposals pick."""
+    cfg = _cfg(PRE_NMS_TOPK_TRAIN=100, PRE_NMS_TOPK_TEST=100)  # p2 has 768 anchors, p3 192
+    rpn = build_proposal_generator(cfg, INPUT_SHAPE)
+    _randomize_head(rpn)
+    rpn.train(training)
+    images, features = _inputs()
+    feature_list = [features[name] for name in ("p2", "p3")]
+    anchors = rpn.anchor_generator(feature_list)
+    logits, deltas = rpn.rpn_head(feature_list)
+    logits = [score.permute(0, 2, 3, 1).flatten(1) for score in logits]
+    deltas = [d.view(2, -1, 4, d.shape[-2], d.shape[-1]).permute(0, 3, 4, 1, 2).flatten(1, -2) for d in deltas]
+    with torch.no_grad():
+        ours = rpn.predict_proposals(anchors, logits, deltas, images.image_sizes)
+        decoded_all = [
+            rpn.box2box_transform.apply_deltas(d.reshape(-1, 4), a.tensor.repeat(2, 1)).view(2, -1, 4)
+            for a, d in zip(anchors, deltas)
+        ]
+        reference = find_top_rpn_proposals(
+            decoded_all, logits, images.image_sizes, rpn.nms_thresh, 100,
+            rpn.post_nms_topk[training], rpn.min_box_size, training,
+        )
+    for mine, theirs in zip(ours, reference):
+        assert len(mine) == len(theirs) > 0
+        torch.testing.assert_close(mine.proposal_boxes.tensor, theirs.proposal_boxes.tensor, rtol=0, atol=1e-5)
+        assert torch.equal(mine.objectness_logits, theirs.objectness_logits)

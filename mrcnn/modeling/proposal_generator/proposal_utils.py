@@ -66,9 +66,15 @@ def find_top_rpn_proposals(
     topk_proposals, topk_logits, level_ids = [], [], []
     for level, (level_proposals, level_logits) in enumerate(zip(proposals, pred_objectness_logits)):
         num_kept = min(pre_nms_topk, level_logits.shape[1])
-        level_topk_logits, topk_index = level_logits.topk(num_kept, dim=1)
-        topk_proposals.append(level_proposals[batch_index, topk_index])
-        topk_logits.append(level_topk_logits)
+        if num_kept == level_logits.shape[1]:
+            # every box is kept (the RPN hands over levels already cut to pre_nms_topk): the
+            # order does not matter, NMS sorts by score
+            topk_proposals.append(level_proposals)
+            topk_logits.append(level_logits)
+        else:
+            level_topk_logits, topk_index = level_logits.topk(num_kept, dim=1)
+            topk_proposals.append(level_proposals[batch_index, topk_index])
+            topk_logits.append(level_topk_logits)
         level_ids.append(torch.full((num_kept,), level, dtype=torch.int64, device=device))
     topk_proposals = torch.cat(topk_proposals, dim=1)
     topk_logits = torch.cat(topk_logits, dim=1)

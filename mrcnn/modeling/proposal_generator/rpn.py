@@ -274,30 +274,39 @@ class RPN(nn.Module):
     ) -> List[Instances]:
         """Decode and select the proposals of each image.
 
+        Each level's ``pre_nms_topk`` anchors with the highest objectness are picked first and
+        only those are decoded (all levels in one call): decoding is per box, so this equals
+        decoding every anchor and picking afterwards, for a fraction of the work (about 10k of
+        the 200k+ anchors of an 800x1067 image).
+
         Proposals carry no gradient: the second stage treats them as fixed inputs.
         """
-        proposals = self._decode_proposals(anchors, pred_anchor_deltas)
+        pre_nms_topk = self.pre_nms_topk[self.training]
+        top_logits, top_deltas, top_anchors = [], [], []
+        for level_anchors, level_logits, level_deltas in zip(anchors, pred_objectness_logits, pred_anchor_deltas):
+            num_images, num_anchors = level_logits.shape
+            if num_anchors > pre_nms_topk:
+                level_logits, index = level_logits.topk(pre_nms_topk, dim=1)  # (N, k)
+                batch_index = torch.arange(num_images, device=index.device)[:, None]
+                top_deltas.append(level_deltas[batch_index, index])  # (N, k, B)
+                top_anchors.append(level_anchors.tensor[index])  # (N, k, B)
+            else:
+                top_deltas.append(level_deltas)
+                top_anchors.append(level_anchors.tensor.unsqueeze(0).expand(num_images, -1, -1))
+            top_logits.append(level_logits)
+        sizes = [logits.shape[1] for logits in top_logits]
+        deltas = torch.cat(top_deltas, dim=1)
+        box_dim = deltas.shape[2]
+        decoded = self.box2box_transform.apply_deltas(
+            deltas.reshape(-1, box_dim), torch.cat(top_anchors, dim=1).reshape(-1, box_dim)
+        ).view(deltas.shape)
         return find_top_rpn_proposals(
-            proposals,
-            pred_objectness_logits,
+            list(decoded.split(sizes, dim=1)),
+            top_logits,
             image_sizes,
             self.nms_thresh,
-            self.pre_nms_topk[self.training],
+            pre_nms_topk,
             self.post_nms_topk[self.training],
             self.min_box_size,
             self.training,
         )
-
-    def _decode_proposals(
-        self, anchors: List[Boxes], pred_anchor_deltas: List[torch.Tensor]
-    ) -> List[torch.Tensor]:
-        """Per level, (N, Ri, B) boxes from anchors (Ri, B) and deltas (N, Ri, B)."""
-        proposals = []
-        for level_anchors, level_deltas in zip(anchors, pred_anchor_deltas):
-            num_images, num_anchors, box_dim = level_deltas.shape
-            anchor_tensor = level_anchors.tensor.unsqueeze(0).expand(num_images, -1, -1)
-            decoded = self.box2box_transform.apply_deltas(
-                level_deltas.reshape(-1, box_dim), anchor_tensor.reshape(-1, box_dim)
-            )
-            proposals.append(decoded.view(num_images, num_anchors, box_dim))
-        return proposals
