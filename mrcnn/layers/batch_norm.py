@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from .tensor_versions import version_key
+
 __all__ = [
     "FrozenBatchNorm2d",
     "get_norm",
@@ -113,10 +115,10 @@ def _frozen_affine(norm: FrozenBatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]
     tensors = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
     if torch.jit.is_tracing() or torch.jit.is_scripting() or any(t.requires_grad for t in tensors):
         return compute()  # a trace must record the ops; gradients need the graph
-    try:
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (norm.eps,)
-    except RuntimeError:  # inference-mode tensors carry no version counter
+    key = version_key(norm)
+    if key is None:
         return compute()
+    key += (norm.eps,)
     cached = _FROZEN_AFFINE.get(norm)
     if cached is None or cached[0] != key:
         cached = (key, *compute())

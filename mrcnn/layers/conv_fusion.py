@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batch_norm import clear_frozen_affine, is_affine_norm, norm_as_affine
+from .tensor_versions import version_key
 
 __all__ = [
     "clear_folded_weights",
@@ -45,17 +46,6 @@ def is_relu(activation) -> bool:
     return isinstance(activation, nn.ReLU) or activation in _RELU_FUNCTIONS
 
 
-def _version_key(module: nn.Module) -> Optional[tuple]:
-    """Identity and in-place version of every parameter and buffer of ``module``; None if untracked."""
-    try:
-        return tuple(
-            (t.data_ptr(), t._version, t.dtype, t.device)
-            for t in list(module.parameters()) + list(module.buffers())
-        )
-    except RuntimeError:  # inference-mode tensors carry no version counter
-        return None
-
-
 def _cache_key(conv: nn.Module) -> Optional[tuple]:
     """None when caching is off: gradients enabled (training), tracing (the trace must record the
     folding), or tensors without version counters."""
@@ -65,7 +55,7 @@ def _cache_key(conv: nn.Module) -> Optional[tuple]:
         # a cache from an earlier evaluation would be stale after the next optimizer step
         _CACHES.pop(conv, None)
         return None
-    return _version_key(conv)
+    return version_key(conv)
 
 
 def _cached(conv: nn.Module, key: Optional[tuple], name: str, compute):
@@ -132,12 +122,10 @@ def folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """
     _CACHES.pop(conv, None)  # stale after the next optimizer step
     scale, shift = norm_as_affine(conv.norm)
-    dtype = conv.weight.dtype
-    scale = (scale if scale.dtype == dtype else scale.to(dtype)).reshape(-1, 1, 1, 1)
+    scale = scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
     folded = conv.weight * scale
     bias = shift if conv.bias is None else conv.bias * scale.reshape(-1) + shift
-    if bias.dtype != dtype:
-        bias = bias.to(dtype)
+    bias = bias.to(conv.weight.dtype)
     if not folded.requires_grad:
         return conv._conv_forward(x, folded, bias)
     weight = conv.weight
