@@ -19,6 +19,10 @@ _C.MODEL.MASK_ON = True  # predict masks (Mask R-CNN); False gives Faster R-CNN
 _C.MODEL.LOAD_PROPOSALS = False  # precomputed proposals are not supported; must stay False
 _C.MODEL.KEYPOINT_ON = False  # keypoint heads are not supported; must stay False
 _C.MODEL.PLUGINS = []  # python modules imported before anything is built (plugin components)
+# Speed-ups that compute what the plain model computes (folded norms, fused oneDNN kernels,
+# channels-last and threaded RoIAlign on the CPU: mrcnn/modeling/fast_paths). False builds the
+# plain model, for debugging or comparing against a reference implementation op by op.
+_C.MODEL.FAST_PATHS = True
 # Pixel statistics in INPUT.FORMAT channel order, for 0-255 input. Defaults: ImageNet BGR, as MSRA.
 _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]

@@ -1,12 +1,9 @@
 """Normalization layers: frozen batch norm and a name -> norm layer factory."""
-import weakref
 from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
-
-from .tensor_versions import version_key
 
 __all__ = [
     "FrozenBatchNorm2d",
@@ -18,12 +15,6 @@ __all__ = [
 ]
 
 NORM_NAMES = ("BN", "SyncBN", "FrozenBN", "GN")
-
-# (scale, shift) of each FrozenBatchNorm2d, with the identity and in-place versions of the buffers
-# they came from: frozen statistics do not change between training steps, and on a GPU the five
-# small ops that compute them cost a kernel launch each, per layer and step.
-_FROZEN_AFFINE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
-
 
 def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int) -> Optional[nn.Module]:
     """A norm layer for `out_channels` channels from a name ("BN", "SyncBN", "FrozenBN", "GN") or factory.
@@ -96,38 +87,11 @@ def norm_as_affine(norm: Optional[nn.Module]) -> Optional[Tuple[torch.Tensor, to
     if not is_affine_norm(norm):
         return None
     if isinstance(norm, FrozenBatchNorm2d):
-        return _frozen_affine(norm)
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+        return scale, norm.bias - norm.running_mean * scale
     scale = (norm.running_var + norm.eps).rsqrt()
     shift = -norm.running_mean * scale
     if norm.affine:
         scale = norm.weight * scale
         shift = norm.weight * shift + norm.bias
     return scale, shift
-
-
-def _frozen_affine(norm: FrozenBatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """norm_as_affine of a FrozenBatchNorm2d, computed again only when a buffer changed."""
-
-    def compute() -> Tuple[torch.Tensor, torch.Tensor]:
-        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-        return scale, norm.bias - norm.running_mean * scale
-
-    tensors = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or any(t.requires_grad for t in tensors):
-        return compute()  # a trace must record the ops; gradients need the graph
-    key = version_key(norm)
-    if key is None:
-        return compute()
-    key += (norm.eps,)
-    cached = _FROZEN_AFFINE.get(norm)
-    if cached is None or cached[0] != key:
-        cached = (key, *compute())
-        _FROZEN_AFFINE[norm] = cached
-    return cached[1], cached[2]
-
-
-def clear_frozen_affine(module: nn.Module) -> None:
-    """Forget the cached scale and shift of every FrozenBatchNorm2d in ``module`` (needed only after
-    writing its buffers through ``.data``, which in-place version counters do not see)."""
-    for child in module.modules():
-        _FROZEN_AFFINE.pop(child, None)

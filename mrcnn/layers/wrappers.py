@@ -4,9 +4,6 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .batch_norm import is_affine_norm
-from .conv_fusion import conv_forward, folded_conv_for_training, folded_weight_and_bias
-
 
 class Conv2d(nn.Conv2d):
     """nn.Conv2d followed by an optional norm module and activation.
@@ -15,12 +12,8 @@ class Conv2d(nn.Conv2d):
     None) are taken in addition to nn.Conv2d's. State dict keys are `weight`,
     `bias` and `norm.*`, the layout of detectron2 checkpoints.
 
-    A norm that is a fixed per-channel affine map (frozen BN; BN in eval mode) is folded into
-    the convolution's weight and bias at every call instead of being applied to the output:
-    the same function, but one pass over the activations fewer and no extra activation tensor
-    kept for backward. Gradients still reach ``weight`` (and the norm's affine parameters).
-    In CPU inference the folded conv and a ReLU activation run as one oneDNN kernel
-    (see ``conv_fusion``).
+    Built models run it with the norm folded into the weights where that computes the same
+    function (see ``mrcnn.modeling.fast_paths``); this forward is the plain definition.
     """
 
     def __init__(self, *args, norm: Optional[nn.Module] = None, activation: Optional[Callable] = None, **kwargs):
@@ -30,19 +23,9 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, H', W')."""
-        fused = conv_forward(self, x)
-        if fused is not None:
-            return fused
-        if self.norm is not None and is_affine_norm(self.norm):
-            if torch.is_grad_enabled():
-                x = folded_conv_for_training(self, x)
-            else:
-                weight, bias = folded_weight_and_bias(self)
-                x = self._conv_forward(x, weight, bias)
-        else:
-            x = self._conv_forward(x, self.weight, self.bias)
-            if self.norm is not None:
-                x = self.norm(x)
+        x = self._conv_forward(x, self.weight, self.bias)
+        if self.norm is not None:
+            x = self.norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrcnn.layers import Conv2d, FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, norm_as_affine
+from mrcnn.layers import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, is_affine_norm, norm_as_affine
 
 
 def _trained_batchnorm(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -61,36 +61,25 @@ def test_get_norm_names_and_errors():
     assert "batchnorm" in str(info.value) and "FrozenBN" in str(info.value) and "GN" in str(info.value)
 
 
-def test_frozen_norm_scale_and_shift_are_cached_until_a_buffer_changes():
-    from mrcnn.layers.batch_norm import clear_frozen_affine
-
-    norm = FrozenBatchNorm2d(4)
+def test_which_norms_are_affine_maps():
+    bn = nn.BatchNorm2d(3)
     with torch.no_grad():
-        norm.running_var.copy_(torch.tensor([1.0, 4.0, 0.25, 2.0]))
-        norm.running_mean.copy_(torch.tensor([0.5, -1.0, 0.0, 3.0]))
-    scale, shift = norm_as_affine(norm)
-    torch.testing.assert_close(scale, (norm.running_var + norm.eps).rsqrt())
-    torch.testing.assert_close(shift, -norm.running_mean * scale)
-    again = norm_as_affine(norm)
-    assert again[0] is scale and again[1] is shift  # nothing recomputed
-
-    # an in-place write (load_state_dict, copy_) is seen through the version counter
-    state = {k: v.clone() for k, v in norm.state_dict().items()}
-    state["weight"] = torch.full((4,), 2.0)
-    norm.load_state_dict(state)
-    scale2, shift2 = norm_as_affine(norm)
-    torch.testing.assert_close(scale2, 2 * scale)
-    torch.testing.assert_close(shift2, 2 * shift)
-
-    # a write through .data is not; clearing the cache picks it up
-    norm.bias.data.fill_(1.0)
-    assert norm_as_affine(norm)[1] is shift2
-    clear_frozen_affine(norm)
-    torch.testing.assert_close(norm_as_affine(norm)[1], shift2 + 1.0)
-
-    # the folded conv still trains its weight with the cached scale
-    conv = Conv2d(3, 4, kernel_size=1, bias=False, norm=norm)
-    x = torch.randn(2, 3, 5, 5)
-    conv(x).sum().backward()
-    expected = (x.sum(dim=(0, 2, 3))[None, :] * norm_as_affine(norm)[0][:, None]).reshape(4, 3, 1, 1)
-    torch.testing.assert_close(conv.weight.grad, expected)
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 1.0, 0.25]))
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    assert norm_as_affine(bn.train()) is None  # batch statistics: not an affine map
+    scale, shift = norm_as_affine(bn.eval())
+    x = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(bn(x), x * scale[:, None, None] + shift[:, None, None])
+    frozen = FrozenBatchNorm2d(3)
+    with torch.no_grad():
+        frozen.running_var.copy_(torch.tensor([1.0, 4.0, 0.25]))
+        frozen.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    scale, shift = norm_as_affine(frozen)
+    torch.testing.assert_close(frozen(x), x * scale[:, None, None] + shift[:, None, None])
+    assert norm_as_affine(nn.GroupNorm(1, 3)) is None
+    # the cheap predicate says yes exactly where the scale and shift exist
+    untracked = nn.BatchNorm2d(3, track_running_stats=False).eval()
+    for norm in (bn.train(), bn.eval(), FrozenBatchNorm2d(3), nn.GroupNorm(1, 3), untracked, None):
+        assert is_affine_norm(norm) == (norm_as_affine(norm) is not None)
+    assert is_affine_norm(FrozenBatchNorm2d(3)) and not is_affine_norm(untracked)

@@ -7,13 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrcnn.layers import Conv2d, ShapeSpec, get_norm
-from mrcnn.layers.conv_fusion import conv_add_relu
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
 from .resnet import build_resnet_backbone
 
-__all__ = ["FPN", "LastLevelMaxPool", "build_resnet_fpn_backbone"]
+__all__ = ["FPN", "LastLevelMaxPool", "build_fpn", "build_resnet_fpn_backbone"]
 
 
 class LastLevelMaxPool(nn.Module):
@@ -93,6 +92,10 @@ class FPN(Backbone):
     def size_divisibility(self) -> int:
         return self._size_divisibility
 
+    def merge_lateral(self, index: int, bottom_up_feature: torch.Tensor, upsampled: torch.Tensor) -> torch.Tensor:
+        """Level ``index``'s lateral 1×1 conv of its bottom-up feature plus the upsampled coarser level."""
+        return self.lateral_convs[index](bottom_up_feature) + upsampled
+
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """(N,3,H,W) with H, W multiples of the last stride -> {"p2": (N,C,H/4,W/4), ..., "p6"}."""
         bottom_up_features = self.bottom_up(x)
@@ -101,7 +104,7 @@ class FPN(Backbone):
         results = [self.output_convs[-1](top_down)]
         for index in range(len(inputs) - 2, -1, -1):
             upsampled = F.interpolate(top_down, size=inputs[index].shape[-2:], mode="nearest")
-            top_down = conv_add_relu(self.lateral_convs[index], inputs[index], upsampled, relu=False)
+            top_down = self.merge_lateral(index, inputs[index], upsampled)
             if self._fuse_type == "avg":
                 top_down = top_down / 2
             results.insert(0, self.output_convs[index](top_down))
@@ -110,10 +113,12 @@ class FPN(Backbone):
         return dict(zip(self._out_features, results))
 
 
-@BACKBONE_REGISTRY.register()
-def build_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
-    """ResNet (MODEL.RESNETS.*) with an FPN (MODEL.FPN.*) and the P6 max-pool level."""
-    bottom_up = build_resnet_backbone(cfg, input_shape)
+def build_fpn(cfg, bottom_up: Backbone) -> FPN:
+    """An FPN (MODEL.FPN.*) with the P6 max-pool level over any bottom-up backbone.
+
+    A plugin's backbone builder returns ``build_fpn(cfg, MyBackbone(...))`` to get the same
+    pyramid as the ResNet-FPN; MODEL.FPN.IN_FEATURES names the bottom-up outputs it reads.
+    """
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
@@ -122,3 +127,9 @@ def build_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
         top_block=LastLevelMaxPool(),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
+    """ResNet (MODEL.RESNETS.*) with an FPN (MODEL.FPN.*) and the P6 max-pool level."""
+    return build_fpn(cfg, build_resnet_backbone(cfg, input_shape))

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mrcnn.layers import Conv2d, FrozenBatchNorm2d, ShapeSpec, convert_frozen_batchnorm, get_norm
-from mrcnn.layers.conv_fusion import conv_add_relu, conv_relu
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -46,7 +45,7 @@ class BasicStem(_FreezableBlock):
         _msra_init(self.conv1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = conv_relu(self.conv1, x)
+        x = F.relu_(self.conv1(x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
@@ -75,9 +74,10 @@ class BasicBlock(_FreezableBlock):
                 _msra_init(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = conv_relu(self.conv1, x)
-        identity = x if self.shortcut is None else self.shortcut(x)
-        return conv_add_relu(self.conv2, out, identity)
+        out = F.relu_(self.conv1(x))
+        out = self.conv2(out)
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out)
 
 
 class BottleneckBlock(_FreezableBlock):
@@ -125,10 +125,11 @@ class BottleneckBlock(_FreezableBlock):
                 _msra_init(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = conv_relu(self.conv1, x)
-        out = conv_relu(self.conv2, out)
-        identity = x if self.shortcut is None else self.shortcut(x)
-        return conv_add_relu(self.conv3, out, identity)
+        out = F.relu_(self.conv1(x))
+        out = F.relu_(self.conv2(out))
+        out = self.conv3(out)
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out)
 
 
 class ResNet(Backbone):

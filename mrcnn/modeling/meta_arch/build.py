@@ -25,11 +25,15 @@ def resolve_device(name: str) -> torch.device:
 def build_model(cfg) -> nn.Module:
     """Build the whole model (MODEL.META_ARCHITECTURE) on MODEL.DEVICE, randomly initialised.
 
-    Load weights afterwards with ``DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)``.
+    Load weights afterwards with ``DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)``. With
+    MODEL.FAST_PATHS (the default) the model carries the speed-ups of ``mrcnn.modeling.fast_paths``.
     """
     from mrcnn.config.compat import check_supported_features
+    from mrcnn.modeling.fast_paths import apply_fast_paths  # it imports the meta-architectures
 
     check_supported_features(cfg)
     model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
     model.to(resolve_device(cfg.MODEL.DEVICE))
+    if cfg.MODEL.FAST_PATHS:
+        apply_fast_paths(model)
     return model

@@ -1,5 +1,5 @@
 """GeneralizedRCNN: backbone, proposal generator and RoI heads, from images to instances."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 import torch
 from torch import nn
@@ -42,16 +42,8 @@ class GeneralizedRCNN(nn.Module):
         input_format: str = "BGR",
         mask_threshold: float = 0.5,
         mask_paste_mode: str = "grid",
-        channels_last: Optional[bool] = None,
     ):
-        """
-        Args:
-            channels_last: run the convolutions on channels-last (NHWC) tensors; None decides by
-                device: on for the CPU, where oneDNN convolves NHWC without reordering every
-                activation, off for CUDA.
-        """
         super().__init__()
-        self.channels_last = channels_last
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
@@ -84,15 +76,7 @@ class GeneralizedRCNN(nn.Module):
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
         """Normalise each image and pad the batch to the backbone's size divisibility."""
         images = [(x["image"].to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        images = ImageList.from_tensors(images, self.backbone.size_divisibility)
-        if self._use_channels_last():
-            images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
-        return images
-
-    def _use_channels_last(self) -> bool:
-        if self.channels_last is None:
-            return self.device.type == "cpu"
-        return bool(self.channels_last)
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> Union[Dict[str, torch.Tensor], List[Dict[str, Instances]]]:
         """Losses in training mode, detections in eval mode (see the class docstring)."""

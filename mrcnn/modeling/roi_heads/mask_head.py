@@ -7,7 +7,6 @@ from torch import nn
 
 from mrcnn.config import configurable
 from mrcnn.layers import Conv2d, ShapeSpec, cat, get_norm
-from mrcnn.layers.conv_fusion import conv_transpose_relu, is_relu
 from mrcnn.structures import Instances
 from mrcnn.utils.registry import Registry
 
@@ -118,27 +117,22 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         mask_rcnn_inference(logits, instances)
         return instances
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu":
-            # oneDNN convolves NHWC without reordering the activations at every layer
-            x = x.contiguous(memory_format=torch.channels_last)
-        fuse_relu = is_relu(getattr(self, "deconv_relu", None))
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the 1×1 predictor: (R, C, S, S) -> (R, D, 2S, 2S)."""
         for layer in self.children():
             if layer is self.predictor:
                 break
-            if fuse_relu and layer is self.deconv_relu:
-                continue  # applied together with the deconv
-            x = conv_transpose_relu(layer, x) if fuse_relu and layer is self.deconv else layer(x)
+            x = layer(x)
         return x
 
     def layers(self, x: torch.Tensor) -> torch.Tensor:
         """The convolutional stack alone: (R, C, S, S) -> (R, K, 2S, 2S)."""
-        return self.predictor(self._features(x))
+        return self.predictor(self.features(x))
 
     def predicted_class_logits(self, x: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
         """Logits (R, 1, 2S, 2S) of each RoI's pred_classes only: at inference the other K - 1
         channels of the 1×1 predictor would be computed and thrown away."""
-        features = self._features(x)  # (R, D, 2S, 2S)
+        features = self.features(x)  # (R, D, 2S, 2S)
         classes = cat([i.pred_classes for i in instances]).to(torch.int64)
         weight = self.predictor.weight[classes, :, 0, 0]  # (R, D)
         logits = torch.einsum("rdhw,rd->rhw", features, weight.to(features.dtype))

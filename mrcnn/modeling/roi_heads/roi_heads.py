@@ -174,8 +174,6 @@ class StandardROIHeads(nn.Module):
     ) -> Tuple[List[Instances], Dict[str, torch.Tensor]]:
         """Training: (proposals, losses); inference: (detections with pred_masks, {})."""
         del images
-        # RoIAlign reads NCHW; converting each level once beats a copy inside every pooling call.
-        features = {name: features[name].contiguous() for name in self._pooled_features()}
         if self.training:
             if targets is None:
                 raise ValueError("StandardROIHeads needs gt instances in training.")
@@ -186,12 +184,6 @@ class StandardROIHeads(nn.Module):
             return proposals, losses
         detections = self._forward_box(features, proposals)
         return self.forward_with_given_boxes(features, detections), {}
-
-    def _pooled_features(self) -> List[str]:
-        names = list(self.box_in_features)
-        if self.mask_on:
-            names += [f for f in self.mask_in_features if f not in names]
-        return names
 
     def forward_with_given_boxes(self, features: Dict[str, torch.Tensor], instances: List[Instances]) -> List[Instances]:
         """Run the mask branch on detections (pred_boxes, pred_classes) and return them."""

@@ -14,8 +14,7 @@ from torch import nn
 
 from mrcnn.layers import FrozenBatchNorm2d, ShapeSpec
 from mrcnn.layers.batch_norm import convert_frozen_batchnorm
-from mrcnn.modeling.backbone import BACKBONE_REGISTRY, Backbone
-from mrcnn.modeling.backbone.fpn import FPN, LastLevelMaxPool
+from mrcnn.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone, build_fpn
 
 __all__ = ["MobileNetV3Backbone", "build_mobilenet_v3_backbone", "build_mobilenet_v3_fpn_backbone"]
 
@@ -145,12 +144,4 @@ def build_mobilenet_v3_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV3Backb
 @BACKBONE_REGISTRY.register()
 def build_mobilenet_v3_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """MobileNetV3 under an FPN (MODEL.FPN.*) with the max-pooled extra level, like the ResNet-FPN."""
-    bottom_up = _backbone_from_config(cfg, input_shape, list(cfg.MODEL.MOBILENET.OUT_FEATURES))
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_fpn(cfg, _backbone_from_config(cfg, input_shape, list(cfg.MODEL.MOBILENET.OUT_FEATURES)))

@@ -4,7 +4,8 @@ import torch
 from torchvision.ops import roi_align
 
 from mrcnn.layers import ROIAlign
-from mrcnn.layers import roi_align as roi_align_module
+from mrcnn.modeling.fast_paths import apply_fast_paths
+from mrcnn.modeling.fast_paths import roi_align_cpu as roi_align_module
 
 
 def _rois(count: int, generator: torch.Generator) -> torch.Tensor:
@@ -19,7 +20,7 @@ def test_threaded_pooling_is_bit_identical(aligned, monkeypatch):
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(2, 8, 24, 30, generator=generator)
     rois = _rois(101, generator)
-    pooler = ROIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=aligned)
+    pooler = apply_fast_paths(ROIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=aligned))
     expected = roi_align(features, rois, (7, 7), 0.25, 2, aligned)
     calls = []
     original = roi_align_module._roi_align_in_threads

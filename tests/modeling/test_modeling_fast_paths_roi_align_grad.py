@@ -1,4 +1,4 @@
-"""RoIAlign's CPU gradient equals torchvision's kernel's, for every pooling setting."""
+"""The fast ROIAlign's CPU gradient equals torchvision's kernel's, for every pooling setting."""
 import itertools
 
 import pytest
@@ -6,6 +6,7 @@ import torch
 from torchvision.ops import roi_align
 
 from mrcnn.layers import ROIAlign
+from mrcnn.modeling.fast_paths import apply_fast_paths
 
 
 def _rois(num_images: int, height: int, width: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -29,7 +30,7 @@ def test_gradient_matches_torchvision(aligned, sampling_ratio, output_size, dtyp
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(3, 5, 23, 31, generator=generator, dtype=dtype, requires_grad=True)
     rois = _rois(3, 46, 62, generator, dtype)
-    pooler = ROIAlign(output_size, spatial_scale=0.5, sampling_ratio=sampling_ratio, aligned=aligned)
+    pooler = apply_fast_paths(ROIAlign(output_size, spatial_scale=0.5, sampling_ratio=sampling_ratio, aligned=aligned))
     upstream = torch.randn(rois.shape[0], 5, *output_size, generator=generator, dtype=dtype)
 
     pooled = pooler(features, rois)
@@ -47,7 +48,7 @@ def test_gradient_matches_torchvision(aligned, sampling_ratio, output_size, dtyp
 def test_gradient_is_channels_last_and_handles_no_rois():
     features = torch.randn(2, 8, 20, 20).to(memory_format=torch.channels_last).requires_grad_()
     rois = torch.tensor([[0, 1.0, 2, 15, 17], [1, 3, 3, 9, 19]])
-    pooler = ROIAlign(7, 1.0, 0, aligned=True)
+    pooler = apply_fast_paths(ROIAlign(7, 1.0, 0, aligned=True))
     (grad,) = torch.autograd.grad(pooler(features, rois).sum(), features)
     (expected,) = torch.autograd.grad(roi_align(features, rois, 7, 1.0, 0, True).sum(), features)
     assert grad.is_contiguous(memory_format=torch.channels_last)
@@ -61,17 +62,17 @@ def test_gradcheck_in_double_precision():
     generator = torch.Generator().manual_seed(1)
     features = torch.randn(1, 2, 9, 11, generator=generator, dtype=torch.float64, requires_grad=True)
     rois = torch.tensor([[0, 0.3, 1.2, 7.9, 6.1], [0, -1.5, 2.0, 4.4, 12.0]], dtype=torch.float64)
-    pooler = ROIAlign((3, 4), spatial_scale=1.0, sampling_ratio=0, aligned=True)
+    pooler = apply_fast_paths(ROIAlign((3, 4), spatial_scale=1.0, sampling_ratio=0, aligned=True))
     assert torch.autograd.gradcheck(lambda x: pooler(x, rois), (features,))
 
 
 def test_gradient_in_small_chunks_equals_one_pass(monkeypatch):
-    from mrcnn.layers import roi_align as roi_align_module
+    from mrcnn.modeling.fast_paths import roi_align_cpu as roi_align_module
 
     generator = torch.Generator().manual_seed(2)
     features = torch.randn(2, 4, 30, 30, generator=generator, requires_grad=True)
     rois = _rois(2, 30, 30, generator, torch.float32)
-    pooler = ROIAlign(7, 1.0, 0, aligned=True)
+    pooler = apply_fast_paths(ROIAlign(7, 1.0, 0, aligned=True))
     upstream = torch.randn(rois.shape[0], 4, 7, 7, generator=generator)
     (whole,) = torch.autograd.grad(pooler(features, rois), features, upstream)
     monkeypatch.setattr(roi_align_module, "_GRAD_WINDOW_ELEMENTS", 1)  # one RoI at a time
