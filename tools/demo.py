@@ -37,11 +37,11 @@ import numpy as np  # noqa: E402
 import pycocotools.mask as mask_util  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from mrcnn.config import ConfigError, get_cfg  # noqa: E402
+from mrcnn.config import ConfigError  # noqa: E402
 from mrcnn.data.detection_utils import ImageLoadError, read_image  # noqa: E402
+from mrcnn.engine import config_from_file  # noqa: E402
 from mrcnn.engine.predictor import DefaultPredictor  # noqa: E402
 from mrcnn.structures import Instances  # noqa: E402
-from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names_from_sources  # noqa: E402
 from mrcnn.utils.visualizer import Visualizer  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -70,18 +70,6 @@ def get_parser() -> argparse.ArgumentParser:
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth MODEL.DEVICE cpu",
     )
     return parser
-
-
-def setup_cfg(args: argparse.Namespace):
-    """The config: plugins' keys, the file, then the confidence threshold, then --opts; frozen."""
-    cfg = get_cfg()
-    # plugins are imported first: they may add config keys the file sets
-    add_plugin_configs(cfg, import_plugins(plugin_names_from_sources(args.config_file, args.opts)))
-    cfg.merge_from_file(args.config_file)
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
 
 
 def expand_inputs(patterns: List[str]) -> Tuple[List[str], List[str]]:
@@ -160,7 +148,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = setup_cfg(args)
+        # the threshold goes in before --opts, so an explicit value there wins for the model
+        cfg = config_from_file(
+            args.config_file, args.opts, overrides={"MODEL.ROI_HEADS.SCORE_THRESH_TEST": args.confidence_threshold}
+        )
+        cfg.freeze()
     except (ConfigError, ImportError, OSError) as error:
         print(f"Cannot set up the config: {error}", file=sys.stderr)
         return 2

@@ -77,18 +77,26 @@ def _plot_lines(axis, series: Series, keys: List[str]) -> None:
     axis.legend(fontsize=7, ncol=2 if len(keys) > 8 else 1)
 
 
+def _save(figure, path: str) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_one_panel(series: Series, keys: List[str], path: str, size: Tuple[float, float], ylabel: str, title: str) -> None:
+    figure, axis = plt.subplots(figsize=size)
+    _plot_lines(axis, series, keys)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    _save(figure, path)
+
+
 def plot_losses(series: Series, path: str) -> bool:
     """losses.png: every loss over iterations; False when there is none."""
     keys = sorted((k for k in series if is_loss_key(k)), key=lambda k: (k != "total_loss", k))
     if not keys:
         return False
-    figure, axis = plt.subplots(figsize=(8, 5))
-    _plot_lines(axis, series, keys)
-    axis.set_ylabel("loss")
-    axis.set_title("Training losses")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _plot_one_panel(series, keys, path, (8, 5), "loss", "Training losses")
     return True
 
 
@@ -96,13 +104,7 @@ def plot_lr(series: Series, path: str) -> bool:
     """lr.png: the learning rate over iterations; False when it is absent."""
     if "lr" not in series:
         return False
-    figure, axis = plt.subplots(figsize=(8, 4))
-    _plot_lines(axis, series, ["lr"])
-    axis.set_ylabel("learning rate")
-    axis.set_title("Learning rate")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _plot_one_panel(series, ["lr"], path, (8, 4), "learning rate", "Learning rate")
     return True
 
 
@@ -131,9 +133,7 @@ def plot_ap(series: Series, path: str) -> bool:
         _plot_lines(axis, series, by_task[task])
         axis.set_ylabel("AP (%)")
         axis.set_title(f"{task} AP")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return True
 
 

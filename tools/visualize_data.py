@@ -25,10 +25,10 @@ if _REPO_ROOT not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
-from mrcnn.config import ConfigError, get_cfg  # noqa: E402
+from mrcnn.config import ConfigError  # noqa: E402
 from mrcnn.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from mrcnn.data.detection_utils import ImageLoadError, read_image  # noqa: E402
-from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names_from_sources  # noqa: E402
+from mrcnn.engine import config_from_file  # noqa: E402
 from mrcnn.utils.visualizer import VisImage, Visualizer  # noqa: E402
 
 
@@ -48,17 +48,6 @@ def get_parser() -> argparse.ArgumentParser:
         help="config overrides as KEY VALUE pairs, e.g. DATASETS.TRAIN \"('shapes_val',)\"",
     )
     return parser
-
-
-def setup_cfg(args: argparse.Namespace):
-    """The config: plugins' keys, the file, then --opts; frozen."""
-    cfg = get_cfg()
-    # plugins are imported first: they may add config keys the file sets
-    add_plugin_configs(cfg, import_plugins(plugin_names_from_sources(args.config_file, args.opts)))
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
 
 
 def _output_path(directory: str, file_name: str, used: Dict[str, int], numbered: bool) -> str:
@@ -114,7 +103,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = setup_cfg(args)
+        cfg = config_from_file(args.config_file, args.opts)
+        cfg.freeze()
     except (ConfigError, ImportError, OSError) as error:
         print(f"Cannot set up the config: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ from . import hooks
 from .defaults import (
     DefaultTrainer,
     config_from_args,
+    config_from_file,
     create_ddp_model,
     default_argument_parser,
     default_setup,
@@ -35,6 +36,7 @@ __all__ = [
     "default_setup",
     "default_writers",
     "config_from_args",
+    "config_from_file",
     "create_ddp_model",
     "import_plugins",
     "launch",

@@ -19,7 +19,7 @@ import os
 import sys
 import weakref
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -36,13 +36,13 @@ from mrcnn.utils.logger import setup_logger
 from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names_from_sources
 
 from . import hooks
-from .inference_only import inference_without_evaluator
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = [
     "create_ddp_model",
     "default_argument_parser",
     "config_from_args",
+    "config_from_file",
     "default_setup",
     "default_writers",
     "import_plugins",
@@ -118,22 +118,39 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> CfgNode:
-    """The config named by ``args``: defaults, plugin keys, ``--config-file``, then KEY VALUE overrides.
+def config_from_file(
+    config_file: str,
+    opts: Sequence[Any] = (),
+    *,
+    plugins: Iterable[str] = (),
+    overrides: Optional[Mapping[str, Any]] = None,
+) -> CfgNode:
+    """A command-line tool's config: defaults, plugin keys, ``config_file``, ``overrides``, then ``opts``.
 
-    Plugins (MODEL.PLUGINS of the file or overrides, and ``--plugin``) are imported first, so a
-    plugin's ``add_config(cfg)`` can add the keys its yaml sets. The result is not frozen.
+    Plugins (MODEL.PLUGINS of the file or of ``opts``, and ``plugins``) are imported first, so a
+    plugin's ``add_config(cfg)`` can add the keys its yaml sets; MODEL.PLUGINS ends up naming all
+    of them. ``overrides`` ({dotted key: value}) holds what a tool's own flags set, applied before
+    the KEY VALUE pairs of ``opts`` so that an explicit pair there wins. The result is not frozen.
     """
     cfg = get_cfg()
-    opts = list(getattr(args, "opts", None) or [])
-    config_file = getattr(args, "config_file", "")
-    names = plugin_names_from_sources(config_file, opts, getattr(args, "plugin", None) or [])
+    opts = list(opts or [])
+    names = plugin_names_from_sources(config_file, opts, plugins)
     add_plugin_configs(cfg, import_plugins(names))
     if config_file:
         cfg.merge_from_file(config_file)
+    if overrides:
+        cfg.merge_from_list([item for key_value in overrides.items() for item in key_value])
     cfg.merge_from_list(opts)
     cfg.MODEL.PLUGINS = names
     return cfg
+
+
+def config_from_args(args: argparse.Namespace) -> CfgNode:
+    """The config named by `default_argument_parser`'s ``args`` (`config_from_file` of its
+    ``--config-file``, ``--plugin`` and KEY VALUE overrides); not frozen."""
+    return config_from_file(
+        getattr(args, "config_file", ""), getattr(args, "opts", None) or [], plugins=getattr(args, "plugin", None) or []
+    )
 
 
 def _shared_seed() -> int:
@@ -362,13 +379,9 @@ class DefaultTrainer(TrainerBase):
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> Any:
-        """``mrcnn.evaluation.build_evaluator``; None when the evaluation package is not installed."""
-        try:
-            from mrcnn.evaluation import build_evaluator
-        except ModuleNotFoundError as error:
-            if error.name != "mrcnn.evaluation":
-                raise
-            return None
+        """``mrcnn.evaluation.build_evaluator``."""
+        from mrcnn.evaluation import build_evaluator
+
         return build_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod
@@ -377,8 +390,10 @@ class DefaultTrainer(TrainerBase):
 
         Writes ``OUTPUT_DIR/eval_results.json`` as ``{dataset_name: results}`` and returns that dict,
         or, with a single test set, its results alone (so keys read like "bbox/AP"). A dataset
-        without an evaluator reports the image count and seconds per image.
+        without an evaluator reports the image count and seconds per image (`inference_speed`).
         """
+        from mrcnn.evaluation import inference_on_dataset, inference_speed, json_safe
+
         if evaluators is not None and not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]
         if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
@@ -394,13 +409,16 @@ class DefaultTrainer(TrainerBase):
                 except NotImplementedError:
                     logger.warning(f"No evaluator for {dataset_name}; reporting inference speed only.")
                     evaluator = None
-            results[dataset_name] = _run_inference(model, data_loader, evaluator)
+            if evaluator is None:
+                results[dataset_name] = inference_speed(model, data_loader)
+            else:
+                results[dataset_name] = inference_on_dataset(model, data_loader, evaluator)
             if comm.is_main_process():
-                logger.info(f"Results on {dataset_name}: {json.dumps(_json_ready(results[dataset_name]))}")
+                logger.info(f"Results on {dataset_name}: {json.dumps(json_safe(results[dataset_name]))}")
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
             atomic_write_text(
-                os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(_json_ready(results), indent=2)
+                os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(json_safe(results), indent=2)
             )
         if len(results) == 1:
             return list(results.values())[0]
@@ -444,27 +462,6 @@ class DefaultTrainer(TrainerBase):
         """Train from ``start_iter`` to SOLVER.MAX_ITER; returns the last evaluation results (main process)."""
         super().train(self.start_iter, self.max_iter)
         return self._last_eval_results
-
-
-def _run_inference(model: nn.Module, data_loader: Any, evaluator: Any) -> Dict[str, Any]:
-    if evaluator is None:
-        return inference_without_evaluator(model, data_loader)
-    from mrcnn.evaluation import inference_on_dataset
-
-    return inference_on_dataset(model, data_loader, evaluator)
-
-
-def _json_ready(value: Any) -> Any:
-    """Results as strict-json values: NaN/inf become None, tensors and numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    return value
 
 
 def _skip_consumed_samples(data_loader: Any, start_iter: int) -> None:

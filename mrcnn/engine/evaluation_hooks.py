@@ -11,26 +11,24 @@ from mrcnn.utils.env import preserved_rng_states
 
 from .train_loop import HookBase
 
-__all__ = ["EvalHook", "BestCheckpointer", "ValidationLoss", "EarlyStopping", "flatten_results_dict"]
+__all__ = ["EvalHook", "BestCheckpointer", "ValidationLoss", "EarlyStopping"]
 
 logger = logging.getLogger(__name__)
 
 
-def flatten_results_dict(results: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
-    """``{"bbox": {"AP": 50.1}}`` -> ``{"bbox/AP": 50.1}``; entries that are not numbers are left out."""
-    flat: Dict[str, float] = {}
-    for key, value in results.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_results_dict(value, prefix=name + "/"))
-            continue
+def _scalars_of(results: Mapping[str, Any]) -> Dict[str, float]:
+    """The numbers of nested ``results`` as ``{"bbox/AP": 50.1}``; entries that are not numbers are left out."""
+    from mrcnn.evaluation import flatten_results_dict
+
+    scalars: Dict[str, float] = {}
+    for name, value in flatten_results_dict(results).items():
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[name] = float(value)
+            scalars[str(name)] = float(value)
         else:
             logger.debug(f"Result '{name}' is not a number ({type(value).__name__}); not recorded as a scalar.")
-    return flat
+    return scalars
 
 
 def _is_better(value: float, best: Optional[float], mode: str) -> bool:
@@ -65,9 +63,9 @@ class EvalHook(HookBase):
         if results:
             if not isinstance(results, Mapping):
                 raise TypeError(f"The evaluation function must return a dict; got {type(results).__name__}.")
-            flat = flatten_results_dict(results)
-            if flat:
-                self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
+            scalars = _scalars_of(results)
+            if scalars:
+                self.trainer.storage.put_scalars(**scalars, smoothing_hint=False)
         self._last_eval_iter = self.trainer.iter
         # Ranks finish inference at different times; the next training step needs all of them.
         comm.synchronize()

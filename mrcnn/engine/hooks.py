@@ -23,7 +23,7 @@ from mrcnn.utils import comm
 from mrcnn.utils.env import capture_rng_states
 from mrcnn.utils.events import EventWriter
 
-from .evaluation_hooks import BestCheckpointer, EarlyStopping, EvalHook, ValidationLoss, flatten_results_dict
+from .evaluation_hooks import BestCheckpointer, EarlyStopping, EvalHook, ValidationLoss
 from .train_loop import HookBase
 
 __all__ = [
@@ -41,6 +41,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    # `mrcnn.evaluation.flatten_results_dict`, still importable from here; looked up on first use
+    # because mrcnn.evaluation pulls in the data and COCO stack, which `import mrcnn.engine` avoids.
+    if name == "flatten_results_dict":
+        from mrcnn.evaluation import flatten_results_dict
+
+        return flatten_results_dict
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
 
 
 class CallbackHook(HookBase):

@@ -122,7 +122,7 @@ class COCOEvaluator(DatasetEvaluator):
     AP75, APs, APm, APl and "AP-<class name>" per class, in percent. A metric that has no
     ground truth to measure against (e.g. APs when there are no small objects, or a class
     absent from the evaluated images) is ``float("nan")``; use
-    `mrcnn.evaluation.testing.json_safe` before writing results as strict json.
+    `mrcnn.evaluation.json_safe` before writing results as strict json.
 
     Predictions of every rank are gathered on the main process, which alone evaluates;
     other ranks return ``{}``. With ``output_dir``, the COCO results are written to

@@ -4,6 +4,7 @@ import logging
 import time
 from collections import OrderedDict
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 
 from mrcnn.utils import comm
 
-__all__ = ["DatasetEvaluator", "DatasetEvaluators", "inference_on_dataset", "inference_context"]
+__all__ = ["DatasetEvaluator", "DatasetEvaluators", "inference_on_dataset", "inference_speed", "inference_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,82 @@ def inference_context(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _synchronize_device() -> None:
-    # CUDA kernels run asynchronously; wait for them so the timings measure the work itself
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+def _synchronize_device(model: nn.Module) -> None:
+    """Wait for the CUDA kernels queued by ``model``, so that a timing measures the work itself."""
+    parameter = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    if parameter is not None:
+        if parameter.is_cuda:
+            torch.cuda.synchronize(parameter.device)
+    elif torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # a model without parameters: whichever device it used
+
+
+@dataclass
+class _InferenceTimes:
+    """What one pass of the inference loop measured on this rank; "timed" leaves out the warm-up."""
+
+    num_warmup: int = 0
+    num_batches: int = 0
+    num_images: int = 0
+    timed_images: int = 0
+    data_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    timed_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def _run_inference(
+    model: nn.Module,
+    data_loader: Iterable[List[Dict[str, Any]]],
+    evaluator: DatasetEvaluator,
+    num_warmup: int,
+    log_period_s: float,
+) -> _InferenceTimes:
+    """Feed every batch through ``model`` (eval mode, inference mode) and ``evaluator.process``; time it."""
+    try:
+        total: Optional[int] = len(data_loader)  # type: ignore[arg-type]
+    except TypeError:  # an iterable dataset has no length
+        total = None
+    logger.info(f"Start inference on {total if total is not None else 'an unknown number of'} batches")
+    times = _InferenceTimes(num_warmup=min(num_warmup, total - 1) if total else num_warmup)
+    timed_batches = 0
+    start_time = last_log_time = time.perf_counter()
+    timed_start = start_time
+    with ExitStack() as stack:
+        stack.enter_context(inference_context(model))
+        stack.enter_context(torch.inference_mode())
+        data_start = time.perf_counter()
+        for idx, inputs in enumerate(data_loader):
+            if idx == times.num_warmup:
+                timed_start = time.perf_counter()
+                timed_batches = times.timed_images = 0
+                times.data_seconds = times.compute_seconds = times.eval_seconds = 0.0
+            times.data_seconds += time.perf_counter() - data_start
+
+            compute_start = time.perf_counter()
+            outputs = model(inputs)
+            _synchronize_device(model)
+            times.compute_seconds += time.perf_counter() - compute_start
+
+            eval_start = time.perf_counter()
+            evaluator.process(inputs, outputs)
+            times.eval_seconds += time.perf_counter() - eval_start
+
+            times.num_batches += 1
+            times.num_images += len(inputs)
+            timed_batches += 1
+            times.timed_images += len(inputs)
+            now = time.perf_counter()
+            if now - last_log_time >= log_period_s and idx >= times.num_warmup:
+                last_log_time = now
+                _log_progress(idx + 1, total, timed_batches, now - timed_start, times.data_seconds,
+                              times.compute_seconds, times.eval_seconds, times.timed_images)
+            data_start = time.perf_counter()
+    end_time = time.perf_counter()
+    times.total_seconds = end_time - start_time
+    times.timed_seconds = end_time - timed_start
+    return times
 
 
 def inference_on_dataset(
@@ -101,74 +174,68 @@ def inference_on_dataset(
     afterwards). Progress with an ETA is logged about every ``log_period_s`` seconds; the
     reported seconds per image leave out the first ``num_warmup`` iterations, which pay for
     allocator warm-up and lazy initialisation. With ``evaluator=None`` only the timing is
-    done and ``{}`` is returned; non-main ranks also return ``{}``.
+    done and ``{}`` is returned (`inference_speed` returns the timing); non-main ranks also
+    return ``{}``.
     """
     if evaluator is None:
         evaluator = DatasetEvaluator()
     elif not isinstance(evaluator, DatasetEvaluator):
         evaluator = DatasetEvaluators(list(evaluator))
-    try:
-        total: Optional[int] = len(data_loader)  # type: ignore[arg-type]
-    except TypeError:  # an iterable dataset has no length
-        total = None
-    num_devices = comm.get_world_size()
-    logger.info(f"Start inference on {total if total is not None else 'an unknown number of'} batches")
-
     evaluator.reset()
-    num_warmup = min(num_warmup, total - 1) if total else num_warmup
-    timed_batches = timed_images = 0
-    data_seconds = compute_seconds = eval_seconds = 0.0
-    start_time = last_log_time = time.perf_counter()
-    timed_start = start_time
-    num_batches = num_images = 0
-    with ExitStack() as stack:
-        stack.enter_context(inference_context(model))
-        stack.enter_context(torch.inference_mode())
-        data_start = time.perf_counter()
-        for idx, inputs in enumerate(data_loader):
-            if idx == num_warmup:
-                timed_start = time.perf_counter()
-                timed_batches = timed_images = 0
-                data_seconds = compute_seconds = eval_seconds = 0.0
-            data_seconds += time.perf_counter() - data_start
+    times = _run_inference(model, data_loader, evaluator, num_warmup, log_period_s)
 
-            compute_start = time.perf_counter()
-            outputs = model(inputs)
-            _synchronize_device()
-            compute_seconds += time.perf_counter() - compute_start
-
-            eval_start = time.perf_counter()
-            evaluator.process(inputs, outputs)
-            eval_seconds += time.perf_counter() - eval_start
-
-            num_batches += 1
-            num_images += len(inputs)
-            timed_batches += 1
-            timed_images += len(inputs)
-            now = time.perf_counter()
-            if now - last_log_time >= log_period_s and idx >= num_warmup:
-                last_log_time = now
-                _log_progress(idx + 1, total, timed_batches, now - timed_start, data_seconds, compute_seconds,
-                              eval_seconds, timed_images)
-            data_start = time.perf_counter()
-
-    total_seconds = time.perf_counter() - start_time
+    num_devices = comm.get_world_size()
     logger.info(
-        f"Total inference time: {datetime.timedelta(seconds=int(total_seconds))} for {num_images} images "
+        f"Total inference time: {datetime.timedelta(seconds=int(times.total_seconds))} for {times.num_images} images "
         f"on {num_devices} device(s)"
     )
-    if num_batches > num_warmup and timed_images > 0:
-        timed_seconds = time.perf_counter() - timed_start
+    if times.num_batches > times.num_warmup and times.timed_images > 0:
+        per_image = times.timed_images
         logger.info(
-            f"Inference speed (excluding {num_warmup} warm-up iterations): {compute_seconds / timed_images:.4f} s/img "
-            f"for the model, {timed_seconds / timed_images:.4f} s/img in all "
-            f"(data {data_seconds / timed_images:.4f}, evaluator {eval_seconds / timed_images:.4f}) "
+            f"Inference speed (excluding {times.num_warmup} warm-up iterations): "
+            f"{times.compute_seconds / per_image:.4f} s/img for the model, {times.timed_seconds / per_image:.4f} "
+            f"s/img in all (data {times.data_seconds / per_image:.4f}, evaluator {times.eval_seconds / per_image:.4f}) "
             f"per device, on {num_devices} device(s)"
         )
 
     results = evaluator.evaluate()
     # an evaluator that has nothing to report on this rank may return None
     return results if results is not None else {}
+
+
+def inference_speed(
+    model: nn.Module, data_loader: Iterable[List[Dict[str, Any]]], *, num_warmup: int = 2, log_period_s: float = 5.0
+) -> Dict[str, Any]:
+    """Run ``model`` over every batch without evaluating; returns ``{"inference": {"num_images",
+    "seconds_per_image", "total_seconds"}}`` over all ranks on the main process, ``{}`` on the others.
+
+    seconds_per_image is the model's time per image (as `inference_on_dataset` reports it),
+    leaving out the first ``num_warmup`` batches, which num_images still counts (a loader with a
+    length keeps at least one batch timed; NaN when none is). total_seconds is the wall time of
+    the slowest rank.
+    """
+    times = _run_inference(model, data_loader, DatasetEvaluator(), num_warmup, log_period_s)
+    timed_images = times.timed_images if times.num_batches > times.num_warmup else 0
+    per_rank = comm.gather((times.num_images, timed_images, times.compute_seconds, times.total_seconds))
+    if not comm.is_main_process():
+        return {}
+    num_images = sum(entry[0] for entry in per_rank)
+    timed_images = sum(entry[1] for entry in per_rank)
+    # Ranks run in parallel: per-image time is each rank's, averaged over the timed images.
+    timed_seconds = sum(entry[2] for entry in per_rank)
+    total_seconds = max(entry[3] for entry in per_rank)
+    seconds_per_image = timed_seconds / timed_images if timed_images else float("nan")
+    logger.info(
+        f"Inference without an evaluator: {num_images} images in {total_seconds:.2f} s "
+        f"({seconds_per_image:.4f} s / image after warm-up)"
+    )
+    return {
+        "inference": {
+            "num_images": num_images,
+            "seconds_per_image": seconds_per_image,
+            "total_seconds": total_seconds,
+        }
+    }
 
 
 def _log_progress(

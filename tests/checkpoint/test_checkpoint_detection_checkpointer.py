@@ -18,25 +18,9 @@ class _Net(nn.Module):
         self.predictor = nn.Linear(4, num_classes)
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
-def checkpoint_log():
-    logger = logging.getLogger("mrcnn.checkpoint.detection_checkpoint")
-    handler = _Records()
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield handler.messages
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
+def checkpoint_log(log_messages):
+    return log_messages("mrcnn.checkpoint.detection_checkpoint", logging.DEBUG)
 
 
 def test_save_is_atomic_and_tags_last_checkpoint(tmp_path):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from mrcnn.benchmark import natural_image
 from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.checkpoint.c2_names import c2_name_to_mrcnn, convert_c2_names
 from mrcnn.config import get_cfg
 from mrcnn.layers import FrozenBatchNorm2d
 from mrcnn.modeling import build_model
-from mrcnn.utils.testing import natural_image
 
 NUM_CLASSES = 3
 EPS = 1e-5  # FrozenBatchNorm2d's
@@ -76,25 +76,9 @@ def _assert_same_detections(a, b):
     assert torch.equal(a.pred_masks, b.pred_masks)
 
 
-class _Messages(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture()
-def checkpoint_log():
-    handler = _Messages()
-    logger = logging.getLogger("mrcnn.checkpoint")
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
+def checkpoint_log(log_messages):
+    return log_messages("mrcnn.checkpoint", logging.INFO)
 
 
 def _summary(messages):

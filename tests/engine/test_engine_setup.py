@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from mrcnn.config import get_cfg
-from mrcnn.engine import config_from_args, default_argument_parser, default_setup
+from mrcnn.engine import config_from_args, config_from_file, default_argument_parser, default_setup
 from mrcnn.utils.plugins import import_plugins, plugin_names_from_sources
 
 
@@ -49,6 +49,15 @@ def test_config_from_args_imports_plugins_before_merging(plugin_dir):
     assert cfg.MODEL.PLUGINS == ["my_plugin_keys", "my_other_plugin"]
     assert sys.modules["my_other_plugin"].VALUE == 1
     assert plugin_names_from_sources(None, ["MODEL.PLUGINS", "['a', 'b']"], ["b", "c"]) == ["a", "b", "c"]
+
+
+def test_config_from_file_applies_a_tools_flags_between_file_and_opts(tmp_path):
+    config_file = tmp_path / "cfg.yaml"
+    config_file.write_text(yaml.safe_dump({"MODEL": {"ROI_HEADS": {"SCORE_THRESH_TEST": 0.1}}}))
+    threshold = {"MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.7}
+    assert config_from_file(str(config_file), overrides=threshold).MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.7
+    cfg = config_from_file(str(config_file), ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.3"], overrides=threshold)
+    assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.3 and not cfg.is_frozen()
 
 
 def test_unimportable_plugin_names_the_module():

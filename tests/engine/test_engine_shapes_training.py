@@ -31,16 +31,7 @@ def test_training_lowers_the_loss_and_writes_metrics(tiny_shapes, tmp_path):
     assert (tmp_path / "model_final.pth").exists()
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def test_fine_tuning_with_another_class_count_skips_predictors(tiny_shapes, tmp_path):
+def test_fine_tuning_with_another_class_count_skips_predictors(tiny_shapes, tmp_path, log_messages):
     source_cfg = tiny_shapes_cfg(tmp_path / "source", ["SOLVER.MAX_ITER", "2"])
     seed_all_rng(0)
     source = DefaultTrainer(source_cfg)
@@ -50,14 +41,10 @@ def test_fine_tuning_with_another_class_count_skips_predictors(tiny_shapes, tmp_
     cfg = tiny_shapes_cfg(
         tmp_path / "tuned", ["MODEL.ROI_HEADS.NUM_CLASSES", "5", "MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", "3"]
     )
-    records = _Records()
-    logging.getLogger("mrcnn.checkpoint.detection_checkpoint").addHandler(records)
-    try:
-        tuned = DefaultTrainer(cfg)
-        tuned.resume_or_load(resume=False)
-    finally:
-        logging.getLogger("mrcnn.checkpoint.detection_checkpoint").removeHandler(records)
-    skipped_line = [m for m in records.messages if m.startswith("Skipped")]
+    messages = log_messages("mrcnn.checkpoint.detection_checkpoint", logging.INFO)
+    tuned = DefaultTrainer(cfg)
+    tuned.resume_or_load(resume=False)
+    skipped_line = [m for m in messages if m.startswith("Skipped")]
     assert len(skipped_line) == 1
     saved = torch.load(weights, weights_only=True)["model"]
     model_state = tuned.model.state_dict()

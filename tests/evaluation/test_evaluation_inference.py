@@ -15,6 +15,7 @@ from mrcnn.evaluation import (
     DatasetEvaluators,
     flatten_results_dict,
     inference_on_dataset,
+    inference_speed,
     json_safe,
     print_csv_format,
 )
@@ -111,6 +112,21 @@ def test_progress_eta_and_speed_exclude_warmup(caplog):
     assert 0.009 <= seconds_per_image < 0.03
 
 
+def test_inference_speed_counts_every_image_and_times_after_warmup():
+    # one slow warm-up call of 0.3 s, then 3 calls of 0.02 s for 2 images each
+    model = RecordingModel(first_call_seconds=0.3, later_call_seconds=0.02).train()
+    speed = inference_speed(model, _loader(4), num_warmup=1)["inference"]
+    assert speed["num_images"] == 8
+    assert 0.009 <= speed["seconds_per_image"] < 0.03  # 0.01 s/img; with the warm-up >= 0.04
+    assert speed["total_seconds"] >= 0.36
+    assert model.calls == [(False, True, 2)] * 4 and model.training
+
+    # a loader with a length keeps one batch timed; without one, all of them may be warm-up
+    assert math.isfinite(inference_speed(RecordingModel(), _loader(1))["inference"]["seconds_per_image"])
+    untimed = inference_speed(RecordingModel(), iter(_loader(2)), num_warmup=2)["inference"]
+    assert untimed["num_images"] == 4 and math.isnan(untimed["seconds_per_image"])
+
+
 def test_iterable_loader_without_length():
     def batches():
         yield from _loader(3)
@@ -129,6 +145,13 @@ def test_flatten_and_json_safe_and_csv(caplog):
     assert safe == {"bbox": {"AP": 50.0, "AP-cat": None}, "segm": {"AP": 25.5}}
     assert type(safe["segm"]["AP"]) is float
     json.loads(json.dumps(safe, allow_nan=False))  # strict json holds it
+    assert json_safe({("bbox", 1): (torch.tensor(2.5), float("-inf")), 7: np.int64(3)}) == {
+        "('bbox', 1)": [2.5, None], 7: 3}  # json cannot write a tuple key; an int one it can
+
+    # the training hooks' name for it is the same function
+    from mrcnn.engine import hooks
+
+    assert hooks.flatten_results_dict is flatten_results_dict
 
     with caplog.at_level(logging.INFO, logger="mrcnn.evaluation"):
         print_csv_format(results)

@@ -23,7 +23,29 @@ def _rank_and_world_size(rank: Optional[int], world_size: Optional[int]):
     return rank, world_size
 
 
-class TrainingSampler(Sampler):
+class _EndlessShardedSampler(Sampler):
+    """An endless stream of epochs of indices drawn from one seeded generator; rank r takes every
+    world_size-th index of it. Subclasses say what one epoch is (`_epoch_indices`)."""
+
+    def __init__(self, seed: Optional[int], rank: Optional[int], world_size: Optional[int]):
+        self._seed = int(comm.shared_random_seed() if seed is None else seed)
+        self._rank, self._world_size = _rank_and_world_size(rank, world_size)
+
+    def _epoch_indices(self, generator: torch.Generator) -> List[int]:
+        """The indices of the next epoch, drawn from ``generator``."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+
+    def _infinite_indices(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self._seed)
+        while True:
+            yield from self._epoch_indices(generator)
+
+
+class TrainingSampler(_EndlessShardedSampler):
     """An endless stream of indices of ``range(size)``; rank r takes every world_size-th of them.
 
     All ranks share one seeded stream of permutations (the seed must agree across ranks; by
@@ -36,23 +58,15 @@ class TrainingSampler(Sampler):
         if size <= 0:
             raise ValueError(f"TrainingSampler needs a dataset of positive size, got {size}")
         self._size, self._shuffle = size, shuffle
-        self._seed = int(comm.shared_random_seed() if seed is None else seed)
-        self._rank, self._world_size = _rank_and_world_size(rank, world_size)
+        super().__init__(seed, rank, world_size)
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
-
-    def _infinite_indices(self) -> Iterator[int]:
-        generator = torch.Generator()
-        generator.manual_seed(self._seed)
-        while True:
-            if self._shuffle:
-                yield from torch.randperm(self._size, generator=generator).tolist()
-            else:
-                yield from range(self._size)
+    def _epoch_indices(self, generator: torch.Generator) -> List[int]:
+        if self._shuffle:
+            return torch.randperm(self._size, generator=generator).tolist()
+        return list(range(self._size))
 
 
-class RepeatFactorTrainingSampler(Sampler):
+class RepeatFactorTrainingSampler(_EndlessShardedSampler):
     """Like TrainingSampler, but index i appears on average ``repeat_factors[i]`` times per epoch.
 
     A fractional factor r is rounded stochastically each epoch (floor(r) copies plus one more
@@ -65,8 +79,7 @@ class RepeatFactorTrainingSampler(Sampler):
         if repeat_factors.dim() != 1 or len(repeat_factors) == 0 or (repeat_factors < 0).any():
             raise ValueError("RepeatFactorTrainingSampler needs a non-empty 1-D tensor of factors ≥ 0")
         self._shuffle = shuffle
-        self._seed = int(comm.shared_random_seed() if seed is None else seed)
-        self._rank, self._world_size = _rank_and_world_size(rank, world_size)
+        super().__init__(seed, rank, world_size)
         self._int_part = torch.trunc(repeat_factors)
         self._frac_part = repeat_factors - self._int_part
 
@@ -90,24 +103,15 @@ class RepeatFactorTrainingSampler(Sampler):
         ]
         return torch.tensor(factors, dtype=torch.float32)
 
-    def _epoch_indices(self, generator: torch.Generator) -> torch.Tensor:
+    def _epoch_indices(self, generator: torch.Generator) -> List[int]:
         extra = (torch.rand(len(self._frac_part), generator=generator) < self._frac_part).float()
         counts = (self._int_part + extra).long()
-        return torch.repeat_interleave(torch.arange(len(counts)), counts)
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
-
-    def _infinite_indices(self) -> Iterator[int]:
-        generator = torch.Generator()
-        generator.manual_seed(self._seed)
-        while True:
-            indices = self._epoch_indices(generator)
-            if len(indices) == 0:
-                raise ValueError("RepeatFactorTrainingSampler: every repeat factor rounded to 0 in this epoch")
-            if self._shuffle:
-                indices = indices[torch.randperm(len(indices), generator=generator)]
-            yield from indices.tolist()
+        indices = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        if len(indices) == 0:
+            raise ValueError("RepeatFactorTrainingSampler: every repeat factor rounded to 0 in this epoch")
+        if self._shuffle:
+            indices = indices[torch.randperm(len(indices), generator=generator)]
+        return indices.tolist()
 
 
 class InferenceSampler(Sampler):

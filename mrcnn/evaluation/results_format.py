@@ -8,6 +8,9 @@ __all__ = ["print_csv_format", "flatten_results_dict", "json_safe"]
 
 logger = logging.getLogger(__name__)
 
+# Key types that json writes as object keys; any other key is written as its str().
+_JSON_KEY_TYPES = (str, int, float, bool, type(None))
+
 
 def print_csv_format(results: Mapping[str, Any]) -> None:
     """Log each task's summary metrics (per-class "AP-" entries left out) as copy-pasteable csv lines."""
@@ -28,7 +31,11 @@ def _format_number(value: Any) -> str:
 
 
 def flatten_results_dict(results: Mapping[str, Any]) -> Dict[str, Any]:
-    """Nested dicts flattened with "/" joined keys: ``{"bbox": {"AP": 1}}`` → ``{"bbox/AP": 1}``."""
+    """Nested dicts flattened with "/" joined keys: ``{"bbox": {"AP": 1}}`` → ``{"bbox/AP": 1}``.
+
+    Values are kept as they are (numbers, strings, tensors...); a caller that needs scalars
+    picks the numbers out itself.
+    """
     flat: Dict[str, Any] = OrderedDict()
     for key, value in results.items():
         if isinstance(value, Mapping):
@@ -40,13 +47,16 @@ def flatten_results_dict(results: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def json_safe(results: Any) -> Any:
-    """A copy of ``results`` where NaN and infinite floats become None, so strict json can hold it.
+    """A copy of ``results`` that strict json can hold: NaN and infinite floats become None,
+    numpy and torch scalars plain numbers, tuples lists, and keys json cannot write their str().
 
     COCO metrics are NaN where nothing can be measured (a class without ground truth); Python's
     json module would write them as the non-standard token ``NaN``.
     """
     if isinstance(results, Mapping):
-        return OrderedDict((key, json_safe(value)) for key, value in results.items())
+        return OrderedDict(
+            (key if isinstance(key, _JSON_KEY_TYPES) else str(key), json_safe(value)) for key, value in results.items()
+        )
     if isinstance(results, (list, tuple)):
         return [json_safe(value) for value in results]
     if isinstance(results, float) and not math.isfinite(results):
