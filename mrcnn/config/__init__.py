@@ -1,8 +1,10 @@
 """Configuration: `get_cfg()` gives every default; yaml files and KEY VALUE pairs override them."""
-from .config import CfgNode, ConfigError, load_yaml_with_base
+from .config import CfgNode, load_yaml_with_base
 from .defaults import _C
+from .errors import ConfigError
+from .literals import parse_literal
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_yaml_with_base", "configurable"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_yaml_with_base", "parse_literal", "configurable"]
 
 
 def get_cfg() -> CfgNode:

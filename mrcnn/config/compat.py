@@ -10,10 +10,14 @@ Two kinds, so that detectron2 yaml files load unchanged:
   detectron2 default -- detectron2 dumps every key into the config.yaml it saves -- and they are
   then skipped; any other value would be silently ignored, so it is an error naming the key
   (`accept_detectron2_key`, called by the config merge).
+
+The module is tables plus the two functions that read them. It sits below config.py (the merge
+imports it; it imports only `ConfigError` and `parse_literal`), so adding a key is adding a row.
 """
 from typing import Any, Dict, List, Tuple
 
-from .config import ConfigError, _parse_literal
+from .errors import ConfigError
+from .literals import parse_literal
 
 __all__ = [
     "DETECTRON2_ONLY_DEFAULTS",
@@ -95,7 +99,7 @@ _DETECTRON2_ONLY_GROUPS = {
 def _normalized(value: Any) -> Any:
     """Tuples as lists, literal strings ("(0.5, 0.6)") parsed, so yaml spellings compare equal."""
     if isinstance(value, str):
-        parsed = _parse_literal(value)
+        parsed = parse_literal(value)
         value = parsed if isinstance(parsed, (list, tuple)) else value
     if isinstance(value, (list, tuple)):
         return [_normalized(v) for v in value]

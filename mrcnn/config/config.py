@@ -1,5 +1,4 @@
 """The configuration tree: attribute access, yaml files with `_BASE_`, strict typed merging."""
-import ast
 import copy
 import difflib
 import os
@@ -8,13 +7,13 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import yaml
 from omegaconf import OmegaConf
 
+from .compat import accept_detectron2_key
+from .errors import ConfigError
+from .literals import parse_literal
+
 __all__ = ["CfgNode", "ConfigError", "load_yaml_with_base"]
 
 BASE_KEY = "_BASE_"
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be applied; the message names the key or file."""
 
 
 class CfgNode(dict):
@@ -143,8 +142,8 @@ class CfgNode(dict):
                 f"Overrides must come as KEY VALUE pairs; got an odd number of items: {pairs}"
             )
         for dotted, raw in zip(pairs[0::2], pairs[1::2]):
-            value = _parse_literal(raw) if isinstance(raw, str) else raw
-            if not self._has_key(str(dotted)) and _accept_detectron2_key(str(dotted), value, "the command line"):
+            value = parse_literal(raw) if isinstance(raw, str) else raw
+            if not self._has_key(str(dotted)) and accept_detectron2_key(str(dotted), value, "the command line"):
                 continue
             node, leaf = self._locate(str(dotted), source="the command line")
             node._assign(leaf, value, full_key=str(dotted), source="the command line")
@@ -189,7 +188,7 @@ class CfgNode(dict):
         for key, value in values.items():
             full_key = f"{prefix}{key}"
             if key not in self:
-                if _accept_detectron2_key(full_key, value, source):
+                if accept_detectron2_key(full_key, value, source):
                     continue  # a detectron2-only key at its default: nothing to set
                 root._unknown_key(full_key, source)
             if isinstance(self[key], CfgNode):
@@ -208,24 +207,6 @@ class CfgNode(dict):
         if self.is_frozen():
             raise AttributeError(f"Cannot set '{full_key}': the config is frozen.")
         dict.__setitem__(self, key, _coerce(self[key], value, full_key, source))
-
-
-def _accept_detectron2_key(full_key: str, value: Any, source: str) -> bool:
-    """See `mrcnn.config.compat.accept_detectron2_key` (imported here lazily: it imports this module)."""
-    from .compat import accept_detectron2_key
-
-    return accept_detectron2_key(full_key, value, source)
-
-
-def _parse_literal(raw: str) -> Any:
-    """Turn a command-line string into a Python value when it is a literal, else keep the string."""
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        lowered = raw.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        return raw
 
 
 def _type_name(value: Any) -> str:
@@ -282,7 +263,7 @@ def _coerce(default: Any, value: Any, full_key: str, source: str) -> Any:
         fail("a string")
     if isinstance(default, (list, tuple)):
         if isinstance(value, str):
-            parsed = _parse_literal(value)
+            parsed = parse_literal(value)
             # A bare word stands for a one-element list ("DATASETS.TRAIN shapes_train").
             value = list(parsed) if isinstance(parsed, (list, tuple)) else [parsed]
         if isinstance(value, (list, tuple)):

@@ -9,6 +9,8 @@ import sys
 from types import ModuleType
 from typing import Any, Iterable, List, Optional, Sequence
 
+from mrcnn.config import load_yaml_with_base, parse_literal
+
 __all__ = ["import_plugins", "add_plugin_configs", "plugin_names_from_sources"]
 
 
@@ -48,16 +50,12 @@ def plugin_names_from_sources(
     """
     names: List[str] = []
     if config_file:
-        from mrcnn.config import load_yaml_with_base
-
         data = load_yaml_with_base(config_file)
         names.extend(_as_list((data.get("MODEL") or {}).get("PLUGINS", [])))
     opts = list(opts or [])
     for key, value in zip(opts[0::2], opts[1::2]):
         if key == "MODEL.PLUGINS":
-            from mrcnn.config.config import _parse_literal
-
-            names.extend(_as_list(_parse_literal(value) if isinstance(value, str) else value))
+            names.extend(_as_list(parse_literal(value) if isinstance(value, str) else value))
     names.extend(extra or [])
     unique = []
     for name in names:

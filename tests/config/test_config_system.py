@@ -4,7 +4,7 @@ import pickle
 import pytest
 import yaml
 
-from mrcnn.config import CfgNode, ConfigError, get_cfg
+from mrcnn.config import CfgNode, ConfigError, get_cfg, parse_literal
 
 
 def _write(path, text):
@@ -88,6 +88,14 @@ def test_type_errors_say_what_the_key_wants(key, value, wanted):
     with pytest.raises(ConfigError) as info:
         get_cfg().merge_from_list([key, value])
     assert key in str(info.value) and wanted in str(info.value)
+
+
+def test_parse_literal_reads_python_literals_and_keeps_other_text():
+    assert parse_literal("(0.5, 0.6)") == (0.5, 0.6)
+    assert parse_literal("['a', 'b']") == ["a", "b"]
+    assert parse_literal("0.25") == 0.25 and parse_literal("3") == 3
+    assert parse_literal("TRUE") is True and parse_literal(" false") is False
+    assert parse_literal("shapes_train") == "shapes_train" and parse_literal("1e-3x") == "1e-3x"
 
 
 def test_odd_number_of_overrides_is_an_error():
