@@ -28,34 +28,33 @@ import platform
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+import torch
+import torchvision
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from mrcnn.config import get_cfg  # noqa: E402
-from mrcnn.utils.benchmark_models import (  # noqa: E402
+from mrcnn.benchmark import (
     TORCHVISION_CONFIG,
     calibrated_torchvision_maskrcnn,
-    detections_agreement,
-    match_torchvision_settings,
-    mrcnn_model_from_torchvision,
-    synthetic_training_batch,
-    to_torchvision_training_inputs,
-)
-from mrcnn.utils.benchmark_timing import (  # noqa: E402
     count_gflops,
+    detections_agreement,
     full_float32,
+    match_torchvision_settings,
     matmul_gflops,
+    measure_loader_throughput,
+    mrcnn_model_from_torchvision,
+    natural_image,
     peak_memory_bytes,
     profile_top_ops,
     summarize,
-    synchronize,
+    synthetic_training_batch,
     time_alternating,
+    time_coco_evaluation,
+    to_torchvision_training_inputs,
 )
-from mrcnn.utils.testing import natural_image  # noqa: E402
+from mrcnn.checkpoint import DetectionCheckpointer
+from mrcnn.config import get_cfg
+from mrcnn.data import build_detection_train_loader
+from mrcnn.modeling import build_model
 
 TASKS = ("inference", "train", "data", "eval")
 EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")
@@ -123,9 +122,6 @@ def build_models(cfg, calibration_image: torch.Tensor, compare: bool, spread_sco
     if cfg.MODEL.WEIGHTS:
         if compare:
             raise SystemExit("error: --compare torchvision makes its own weights; leave MODEL.WEIGHTS empty")
-        from mrcnn.checkpoint import DetectionCheckpointer
-        from mrcnn.modeling import build_model
-
         model = build_model(cfg)
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         return {"mrcnn": model}
@@ -140,8 +136,6 @@ def build_models(cfg, calibration_image: torch.Tensor, compare: bool, spread_sco
                 f"error: --compare torchvision needs a config with torchvision's architecture, such as "
                 f"{os.path.relpath(TORCHVISION_CONFIG)}; loading its weights failed: {str(error)[:300]}"
             )
-        from mrcnn.modeling import build_model
-
         model = build_model(cfg)  # another architecture: its own random initialisation
     models = {"mrcnn": model}
     if compare:
@@ -289,9 +283,6 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
 
 def benchmark_data(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     """Images per second of the training loader of DATASETS.TRAIN."""
-    from mrcnn.data import build_detection_train_loader
-    from mrcnn.data.benchmark import measure_loader_throughput
-
     try:
         loader = build_detection_train_loader(cfg)
     except (FileNotFoundError, KeyError, OSError) as error:
@@ -310,8 +301,6 @@ def benchmark_data(args: argparse.Namespace, cfg) -> Dict[str, Any]:
 
 def benchmark_eval(args: argparse.Namespace) -> Dict[str, Any]:
     """COCOEvaluator seconds per backend on the same synthetic predictions."""
-    from mrcnn.evaluation.benchmark import time_coco_evaluation
-
     return {
         backend: time_coco_evaluation(args.eval_images, args.dets_per_image, backend)
         for backend in args.eval_backends
@@ -394,19 +383,15 @@ def environment(args: argparse.Namespace) -> Dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": args.device,
+        "torchvision": torchvision.__version__,
     }
-    try:
-        import torchvision
-
-        info["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
     if args.device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     return info
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the task named on the command line, print its figures and return the exit status."""
     args = get_parser().parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         raise SystemExit("error: --iters must be at least 1 and --warmup at least 0")

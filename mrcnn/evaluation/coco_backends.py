@@ -12,7 +12,7 @@ Two backends compute the same numbers:
   then set ``TEST.EVAL_BACKEND faster_coco_eval`` (or pass ``backend="faster_coco_eval"`` to
   `COCOEvaluator`). Its precision tables equal pycocotools' (the test suite checks every
   metric to 1e-6); it is several times faster on large outputs. Measure both on your own
-  machine with `mrcnn.evaluation.benchmark.time_coco_evaluation`.
+  machine with `mrcnn.benchmark.time_coco_evaluation`.
 
 A backend reads the ground-truth json once (`load_ground_truth`) and returns, for a list of
 COCO results, the precision table ``[T, R, K, A, M]`` that COCO's summary is computed from:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mrcnn.benchmark import measure_loader_throughput
 from mrcnn.config import get_cfg
 from mrcnn.data import (
     DatasetCatalog,
@@ -15,7 +16,6 @@ from mrcnn.data import (
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
-from mrcnn.data.benchmark import measure_loader_throughput
 from mrcnn.data.common import DatasetFromList
 from mrcnn.data.datasets import register_shapes
 from mrcnn.data.samplers import TrainingSampler

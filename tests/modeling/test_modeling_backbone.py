@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
+from mrcnn.benchmark import tiny_config
 from mrcnn.layers import FrozenBatchNorm2d
 from mrcnn.modeling import BACKBONE_REGISTRY, build_backbone
-from mrcnn.utils.testing import tiny_config
 
 
 @pytest.mark.parametrize("depth, res2_channels, res5_channels", [(18, 64, 512), (34, 64, 512), (50, 256, 2048)])

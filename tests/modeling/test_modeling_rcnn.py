@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from mrcnn.benchmark import tiny_config
 from mrcnn.modeling import build_model
 from mrcnn.structures import BitMasks, Boxes, Instances, PolygonMasks
-from mrcnn.utils.testing import tiny_config
 
 
 def _square_polygon(x0, y0, x1, y1):

@@ -15,7 +15,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn_v2  # noqa: E402
 from mrcnn.checkpoint import DetectionCheckpointer  # noqa: E402
 from mrcnn.config import get_cfg  # noqa: E402
 from mrcnn.modeling import build_model  # noqa: E402
-from mrcnn.utils.testing import natural_image  # noqa: E402
+from mrcnn.benchmark import natural_image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_torchvision_v2.yaml")

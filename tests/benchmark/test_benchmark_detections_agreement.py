@@ -2,8 +2,8 @@
 and says no when a box, score, class or mask differs beyond the parity tolerances."""
 import torch
 
+from mrcnn.benchmark import detections_agreement
 from mrcnn.structures import Boxes, Instances
-from mrcnn.utils.benchmark_models import detections_agreement
 
 
 def _detections(num: int = 6, seed: int = 0):

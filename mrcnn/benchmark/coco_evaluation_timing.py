@@ -2,7 +2,7 @@
 
 Example (what tools/benchmark.py --task eval runs)::
 
-    from mrcnn.evaluation.benchmark import time_coco_evaluation
+    from mrcnn.benchmark import time_coco_evaluation
     for backend in ("pycocotools", "faster_coco_eval"):
         print(time_coco_evaluation(500, 100, backend))
 
@@ -23,10 +23,9 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from mrcnn.data.catalog import MetadataCatalog
+from mrcnn.data import MetadataCatalog
+from mrcnn.evaluation import COCOEvaluator
 from mrcnn.structures import Boxes, Instances
-
-from .coco_evaluation import COCOEvaluator
 
 __all__ = ["time_coco_evaluation", "synthetic_coco_ground_truth"]
 

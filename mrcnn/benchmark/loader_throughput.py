@@ -1,4 +1,4 @@
-"""Measure how fast a data loader produces images (for tools/benchmark.py --task data)."""
+"""How fast a data loader produces images (tools/benchmark.py --task data)."""
 import time
 from typing import Dict, Iterable
 

@@ -1,8 +1,8 @@
-"""The evaluation benchmark runs end to end and both backends agree on its synthetic data."""
+"""The COCO evaluation timing runs end to end and both backends agree on its synthetic data."""
 import pytest
 
+from mrcnn.benchmark import synthetic_coco_ground_truth, time_coco_evaluation
 from mrcnn.data import MetadataCatalog
-from mrcnn.evaluation.benchmark import synthetic_coco_ground_truth, time_coco_evaluation
 
 
 def test_synthetic_ground_truth_covers_all_size_ranges():
