@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.benchmark import measure_loader_throughput
 from mrcnn.config import get_cfg
 from mrcnn.data import (
     DatasetCatalog,
@@ -136,14 +135,6 @@ def test_aspect_ratio_grouping(num_workers):
         assert len({item["width"] > item["height"] for item in batch}) == 1
     with pytest.raises(ValueError, match="IMS_PER_BATCH"):
         build_batch_data_loader(dataset, TrainingSampler(4, seed=0), 0)
-
-
-def test_measure_loader_throughput():
-    loader = [[{"image": None}] * 2 for _ in range(10)]
-    result = measure_loader_throughput(loader, num_batches=5, warmup_batches=2)
-    assert result["num_images"] == 10 and result["images_per_second"] > 0
-    result = measure_loader_throughput(loader, num_batches=50, warmup_batches=2)  # finite loader runs out
-    assert result["num_images"] == 16
 
 
 def test_repeat_factor_sampler_from_config(shapes_cfg):

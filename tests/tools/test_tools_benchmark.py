@@ -1,13 +1,15 @@
-"""tools/benchmark.py: its measuring pieces give the right numbers, and every task runs at a tiny
-size for two iterations and writes a complete json (nothing here is a timing assertion)."""
+"""tools/benchmark.py: every task runs at a tiny size for two iterations and writes a complete
+json (nothing here is a timing assertion). Its measuring pieces are tested in tests/benchmark/."""
 import importlib.util
 import json
 import os
+import uuid
 
 import pytest
 import torch
 
-pytest.importorskip("torchvision")
+from mrcnn.data import DatasetCatalog, MetadataCatalog
+from mrcnn.data.datasets import register_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Small enough for seconds per run: ResNet-18, 96x128 images, few proposals and detections.
@@ -36,61 +38,6 @@ def _run(tool, tmp_path, capsys, flags, opts=()):
         report = json.load(f)
     assert printed[-1] == report["headline"]
     return report
-
-
-def test_summarize_statistics(tool):
-    stats = tool.summarize([4.0, 1.0, 3.0, 2.0])
-    assert stats["median"] == 2.5 and stats["min"] == 1.0 and stats["max"] == 4.0 and stats["count"] == 4
-    assert stats["p25"] <= stats["median"] <= stats["p75"]
-    assert tool.summarize([0.5])["median"] == 0.5
-
-
-def test_time_alternating_takes_turns(tool):
-    order = []
-    seconds, last = tool.time_alternating(
-        {"a": lambda: order.append("a") or len(order), "b": lambda: order.append("b") or -len(order)},
-        iters=3, warmup=1, device=torch.device("cpu"),
-    )
-    assert order == ["a", "b"] * 4
-    assert [len(v) for v in seconds.values()] == [3, 3]
-    assert last == {"a": 7, "b": -8}
-
-
-def test_peak_memory_counts_live_tensors(tool):
-    def run():
-        a = torch.ones(1 << 20)  # 4 MiB
-        b = torch.ones(1 << 20)
-        c = torch.ones(1 << 20)
-        del a, b, c
-        d = torch.ones(1 << 19)  # 2 MiB, after the others are gone
-        return d
-
-    peak = tool.peak_memory_bytes(run, torch.device("cpu"))
-    assert 12 * 2**20 <= peak < 13 * 2**20
-
-
-def test_peak_memory_frees_python_temporaries_when_they_go(tool):
-    class TemporariesInBackward(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 2
-
-        @staticmethod
-        def backward(ctx, grad):
-            for _ in range(5):
-                temporary = torch.ones(1 << 20)  # 4 MiB, freed by Python at the next assignment
-                temporary = temporary + 1  # noqa: F841
-            return grad * 2
-
-    x = torch.ones(10, requires_grad=True)
-    peak = tool.peak_memory_bytes(lambda: TemporariesInBackward.apply(x).sum().backward(), torch.device("cpu"))
-    assert 8 * 2**20 <= peak < 9 * 2**20  # two of them at once, not all ten
-
-
-def test_flop_count_of_a_linear_layer(tool):
-    layer = torch.nn.Linear(64, 32, bias=False)
-    gflops = tool.count_gflops(layer, lambda model, x: (model(x),), torch.randn(10, 64))
-    assert gflops == pytest.approx(2 * 10 * 64 * 32 / 1e9)
 
 
 def test_inference_against_torchvision_writes_json(tool, tmp_path, capsys):
@@ -164,17 +111,23 @@ def test_eval_task_times_each_backend(tool, tmp_path, capsys):
     assert report["headline"].startswith("eval 3 images x 5 detections: pycocotools")
 
 
-def test_data_task_on_synthetic_shapes(tool, tmp_path, capsys):
-    from mrcnn.data import DatasetCatalog
-    from mrcnn.data.datasets.shapes import register_shapes
+@pytest.fixture
+def shapes_train_dataset(tmp_path):
+    """A tiny shapes dataset registered under a name of its own for one test, then removed."""
+    prefix = f"bench_shapes_{uuid.uuid4().hex[:8]}"
+    register_shapes(prefix, root=str(tmp_path / "shapes"), num_train=8, num_val=2, image_size=64)
+    yield f"{prefix}_train"
+    for name in (f"{prefix}_train", f"{prefix}_val"):
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
 
-    if "bench_shapes_train" not in DatasetCatalog.list():
-        register_shapes("bench_shapes", root=str(tmp_path / "shapes"), num_train=8, num_val=2, image_size=64)
+
+def test_data_task_on_synthetic_shapes(tool, tmp_path, capsys, shapes_train_dataset):
     config = os.path.join(ROOT, "configs", "shapes", "mask_rcnn_shapes.yaml")
     report = _run(
         tool, tmp_path, capsys,
         ["--config-file", config, "--task", "data", "--iters", "2", "--warmup", "1"],
-        ["DATASETS.TRAIN", "('bench_shapes_train',)", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2"],
+        ["DATASETS.TRAIN", f"('{shapes_train_dataset}',)", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2"],
     )
     results = report["results"]
     assert results["num_images"] == 4 and results["images_per_second"] > 0
