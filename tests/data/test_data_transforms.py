@@ -1,6 +1,7 @@
 """Transforms move images, boxes, polygons and bitmasks consistently."""
 import numpy as np
 import pytest
+from fvcore.transforms import transform as fvcore_transforms
 
 from mrcnn.data import transforms as T
 from mrcnn.structures import polygons_to_bitmask
@@ -42,6 +43,49 @@ def test_flipping_twice_is_identity():
     np.testing.assert_array_equal(T.HFlipTransform(W).apply_image(image)[:, 0], image[:, -1])
     np.testing.assert_allclose(T.HFlipTransform(W).apply_box(boxes), [[W - 50.0, 4.0, W - 3.5, 90.25]])
     np.testing.assert_allclose(T.VFlipTransform(H).apply_box(boxes), [[3.5, H - 90.25, 50.0, H - 4.0]])
+
+
+def test_flips_crop_pad_agree_with_fvcore_and_leave_inputs_unchanged():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
+    mask = rng.random((H, W)) > 0.5
+    coords = rng.random((6, 2)) * [W, H]
+    boxes = np.array([[3.5, 4.0, 50.0, 90.25], [100.0, 20.0, 300.0, 290.0]])
+    pairs = [
+        (T.HFlipTransform(W), fvcore_transforms.HFlipTransform(W)),
+        (T.VFlipTransform(H), fvcore_transforms.VFlipTransform(H)),
+        (T.CropTransform(35, 10, 270, 260, W, H), fvcore_transforms.CropTransform(35, 10, 270, 260, W, H)),
+        (T.PadTransform(3, 4, 5, 6, W, H, pad_value=9), fvcore_transforms.PadTransform(3, 4, 5, 6, W, H, pad_value=9)),
+        (T.NoOpTransform(), fvcore_transforms.NoOpTransform()),
+    ]
+    for ours, theirs in pairs:
+        assert isinstance(ours, type(theirs)) and isinstance(ours, T.Transform)
+        for array in (image, mask):
+            out = ours.apply_image(array)
+            np.testing.assert_array_equal(out, theirs.apply_image(array.copy()))
+            assert out.dtype == array.dtype and out.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(ours.apply_segmentation(mask), theirs.apply_segmentation(mask.copy()))
+        before = coords.copy()
+        np.testing.assert_array_equal(ours.apply_coords(coords), theirs.apply_coords(coords.copy()))
+        np.testing.assert_array_equal(coords, before)  # fvcore's changes its argument; ours does not
+        np.testing.assert_array_equal(ours.apply_box(boxes), theirs.apply_box(boxes.copy()))
+        if not isinstance(ours, T.NoOpTransform):
+            assert type(ours.inverse()).__module__ == T.Transform.__module__  # our classes, not fvcore's
+    # integer points come back as float64, not truncated in place
+    np.testing.assert_array_equal(T.HFlipTransform(10).apply_coords(np.array([[2, 3]])), [[8.0, 3.0]])
+
+    # a TransformList takes fvcore's transforms too, drops no-ops and stays ours through inverse and +
+    chain = T.TransformList([T.HFlipTransform(W), fvcore_transforms.NoOpTransform(), T.NoOpTransform()])
+    assert len(chain) == 1 and isinstance(chain, fvcore_transforms.TransformList)
+    longer = chain + T.VFlipTransform(H)
+    assert type(longer) is T.TransformList and type(longer.inverse()) is T.TransformList
+    assert [type(t) for t in longer.inverse()] == [T.VFlipTransform, T.HFlipTransform]
+    np.testing.assert_array_equal(longer.apply_image(image), image[::-1, ::-1])
+
+
+def test_resize_names_the_size_it_expects():
+    with pytest.raises(ValueError, match="expects a 50x100 input"):
+        T.ResizeTransform(50, 100, 25, 50).apply_image(np.zeros((40, 100, 3), dtype=np.uint8))
 
 
 CHAINS = {

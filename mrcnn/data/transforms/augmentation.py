@@ -7,6 +7,7 @@ Randomness comes from numpy's global generator, which the data loader seeds per 
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from fvcore.transforms import transform as fvcore_transforms
 
 from .transform import Transform, TransformList
 
@@ -26,7 +27,7 @@ class Augmentation:
         """Decide a transform from ``aug_input``, apply it in place and return it."""
         args = [getattr(aug_input, name) for name in self.input_args]
         transform = self.get_transform(*args)
-        if not isinstance(transform, Transform):
+        if not isinstance(transform, fvcore_transforms.Transform):  # ours, or any other fvcore Transform
             raise TypeError(f"{type(self).__name__}.get_transform must return a Transform, got {type(transform).__name__}")
         aug_input.transform(transform)
         return transform

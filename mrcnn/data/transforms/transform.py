@@ -4,10 +4,26 @@ Coordinates are continuous: pixel (i, j) covers [j, j+1) x [i, i+1), so an image
 spans x in [0, W]. Images are HWC (or HW) uint8 numpy arrays; coords are (N, 2) float arrays
 of (x, y); boxes are (N, 4) XYXY; polygons are lists of (K, 2) arrays; segmentations are
 (H, W) masks (bool or integer labels), always resampled with nearest neighbour.
+
+The classes are built on fvcore's (``fvcore.transforms.transform``), as detectron2's are: every
+transform here is an fvcore ``Transform`` (so ``register_type`` and code written against fvcore
+or detectron2 work with them), and the flips, crop, pad, no-op and list are subclasses of
+fvcore's own classes. What they add to fvcore's:
+
+- inputs are never changed: fvcore's ``apply_coords`` edits the array it is given in place,
+  ours return a new float64 array; boxes and polygons (also plain lists) come back as float64;
+- images come back C-contiguous (fvcore's flips and crops return views of the input);
+- ResizeTransform is ours: it resizes with Pillow (fvcore's ScaleTransform interpolates with
+  torch, which gives other pixel values) and names the input size it expects when given another;
+- CropTransform clips polygons to its window itself (fvcore's needs shapely, and may split a
+  polygon in several); a TransformList leaves NoOpTransforms out and stays our class through
+  ``inverse()`` and ``+``; the inverses of crop and pad are our classes, and say which sizes
+  they miss when they cannot be built.
 """
-from typing import Callable, List, Sequence
+from typing import Any, Callable, List, Sequence
 
 import numpy as np
+from fvcore.transforms import transform as fvcore_transforms
 from PIL import Image
 
 __all__ = [
@@ -23,16 +39,13 @@ __all__ = [
 ]
 
 
-class Transform:
+def _float_copy(coords: Any) -> np.ndarray:
+    """A new float64 array of ``coords``, for fvcore methods that change their input in place."""
+    return np.array(coords, dtype=np.float64, copy=True)
+
+
+class Transform(fvcore_transforms.Transform):
     """Base class: subclasses implement apply_image and apply_coords, and inverse where it exists."""
-
-    def apply_image(self, image: np.ndarray) -> np.ndarray:
-        """Transform an (H, W, C) or (H, W) uint8 image."""
-        raise NotImplementedError
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        """Transform (N, 2) float (x, y) points."""
-        raise NotImplementedError
 
     def apply_box(self, box: np.ndarray) -> np.ndarray:
         """Transform (N, 4) XYXY boxes into the boxes enclosing their transformed corners."""
@@ -45,114 +58,66 @@ class Transform:
         """Transform a list of (K, 2) polygons."""
         return [self.apply_coords(np.asarray(p, dtype=np.float64)) for p in polygons]
 
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        """Transform an (H, W) mask; the default reuses apply_image (fine for pixel-exact transforms)."""
-        return self.apply_image(segmentation)
-
-    def inverse(self) -> "Transform":
-        """The transform that undoes this one."""
-        raise NotImplementedError(f"{type(self).__name__} has no inverse")
-
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({fields})"
 
 
-class TransformList(Transform):
-    """Several transforms applied in order."""
+class TransformList(fvcore_transforms.TransformList, Transform):
+    """Several transforms applied in order (nested lists are flattened, NoOpTransforms left out)."""
 
-    def __init__(self, transforms: Sequence[Transform]):
-        flat: List[Transform] = []
-        for t in transforms:
-            flat.extend(t.transforms if isinstance(t, TransformList) else [t])
-        self.transforms = [t for t in flat if not isinstance(t, NoOpTransform)]
-
-    def _chain(self, method: str, value):
-        for t in self.transforms:
-            value = getattr(t, method)(value)
-        return value
-
-    def apply_image(self, image: np.ndarray) -> np.ndarray:
-        return self._chain("apply_image", image)
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return self._chain("apply_coords", coords)
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return self._chain("apply_box", box)
-
-    def apply_polygons(self, polygons: Sequence[np.ndarray]) -> List[np.ndarray]:
-        return self._chain("apply_polygons", polygons)
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return self._chain("apply_segmentation", segmentation)
+    def __init__(self, transforms: Sequence[fvcore_transforms.Transform]):
+        super().__init__(list(transforms))
+        self.transforms = [t for t in self.transforms if not isinstance(t, fvcore_transforms.NoOpTransform)]
 
     def inverse(self) -> "TransformList":
         return TransformList([t.inverse() for t in reversed(self.transforms)])
 
-    def __len__(self) -> int:
-        return len(self.transforms)
+    def __add__(self, other: fvcore_transforms.Transform) -> "TransformList":
+        return TransformList([self, other])
+
+    def __radd__(self, other: fvcore_transforms.Transform) -> "TransformList":
+        return TransformList([other, self])
+
+    def __iadd__(self, other: fvcore_transforms.Transform) -> "TransformList":
+        self.transforms = TransformList([self, other]).transforms
+        return self
 
     def __iter__(self):
         return iter(self.transforms)
 
-    def __getitem__(self, index: int) -> Transform:
-        return self.transforms[index]
-
     def __repr__(self) -> str:
         return f"TransformList({self.transforms!r})"
 
+    __str__ = __repr__
 
-class NoOpTransform(Transform):
+
+class NoOpTransform(fvcore_transforms.NoOpTransform, Transform):
     """Leaves everything unchanged."""
-
-    def apply_image(self, image: np.ndarray) -> np.ndarray:
-        return image
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
 
     def apply_polygons(self, polygons: Sequence[np.ndarray]) -> List[np.ndarray]:
         return list(polygons)
 
-    def inverse(self) -> "NoOpTransform":
-        return self
 
-
-class HFlipTransform(Transform):
+class HFlipTransform(fvcore_transforms.HFlipTransform, Transform):
     """Mirror left-right an image of the given width."""
 
-    def __init__(self, width: int):
-        self.width = width
-
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image[:, ::-1])
+        return np.ascontiguousarray(super().apply_image(image))
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.array(coords, dtype=np.float64, copy=True)
-        coords[:, 0] = self.width - coords[:, 0]
-        return coords
-
-    def inverse(self) -> "HFlipTransform":
-        return self
+        return super().apply_coords(_float_copy(coords))
 
 
-class VFlipTransform(Transform):
+class VFlipTransform(fvcore_transforms.VFlipTransform, Transform):
     """Mirror top-bottom an image of the given height."""
 
-    def __init__(self, height: int):
-        self.height = height
-
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image[::-1])
+        # in numpy: fvcore's goes through torch, which refuses e.g. non-native byte orders
+        return np.ascontiguousarray(np.flip(image, axis=0 if image.ndim <= 3 else -3))
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.array(coords, dtype=np.float64, copy=True)
-        coords[:, 1] = self.height - coords[:, 1]
-        return coords
-
-    def inverse(self) -> "VFlipTransform":
-        return self
+        return super().apply_coords(_float_copy(coords))
 
 
 class ResizeTransform(Transform):
@@ -198,21 +163,17 @@ class ResizeTransform(Transform):
         return ResizeTransform(self.new_h, self.new_w, self.h, self.w, self.interp)
 
 
-class CropTransform(Transform):
+class CropTransform(fvcore_transforms.CropTransform, Transform):
     """Keep the window [x0, x0+w) x [y0, y0+h); polygons are clipped to it."""
 
     def __init__(self, x0: int, y0: int, w: int, h: int, orig_w: int = None, orig_h: int = None):
-        self.x0, self.y0, self.w, self.h = int(x0), int(y0), int(w), int(h)
-        self.orig_w, self.orig_h = orig_w, orig_h
+        super().__init__(int(x0), int(y0), int(w), int(h), orig_w, orig_h)
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image[self.y0 : self.y0 + self.h, self.x0 : self.x0 + self.w])
+        return np.ascontiguousarray(super().apply_image(image))
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.array(coords, dtype=np.float64, copy=True)
-        coords[:, 0] -= self.x0
-        coords[:, 1] -= self.y0
-        return coords
+        return super().apply_coords(_float_copy(coords))
 
     def apply_polygons(self, polygons: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Shift and clip each polygon to the window; polygons entirely outside vanish."""
@@ -231,29 +192,15 @@ class CropTransform(Transform):
                             self.w, self.h)
 
 
-class PadTransform(Transform):
-    """Pad with ``pad_value`` (masks with 0) on each side."""
+class PadTransform(fvcore_transforms.PadTransform, Transform):
+    """Pad images with ``pad_value`` and segmentations with ``seg_pad_value`` on each side."""
 
     def __init__(self, x0: int, y0: int, x1: int, y1: int, orig_w: int = None, orig_h: int = None,
-                 pad_value: float = 0):
-        self.x0, self.y0, self.x1, self.y1 = int(x0), int(y0), int(x1), int(y1)
-        self.orig_w, self.orig_h, self.pad_value = orig_w, orig_h, pad_value
-
-    def _pad(self, array: np.ndarray, value) -> np.ndarray:
-        widths = [(self.y0, self.y1), (self.x0, self.x1)] + [(0, 0)] * (array.ndim - 2)
-        return np.pad(array, widths, mode="constant", constant_values=value)
-
-    def apply_image(self, image: np.ndarray) -> np.ndarray:
-        return self._pad(image, self.pad_value)
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return self._pad(segmentation, 0)
+                 pad_value: float = 0, seg_pad_value: int = 0):
+        super().__init__(int(x0), int(y0), int(x1), int(y1), orig_w, orig_h, pad_value, seg_pad_value)
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.array(coords, dtype=np.float64, copy=True)
-        coords[:, 0] += self.x0
-        coords[:, 1] += self.y0
-        return coords
+        return super().apply_coords(_float_copy(coords))
 
     def inverse(self) -> CropTransform:
         if self.orig_w is None or self.orig_h is None:
