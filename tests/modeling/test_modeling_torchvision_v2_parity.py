@@ -2,34 +2,28 @@
 reproduces torchvision's maskrcnn_resnet50_fpn_v2 (BatchNorm FPN and heads, 2-conv RPN head,
 4conv+1fc box head): feature maps, boxes, scores, classes, masks. Tolerances are those of the
 v1 parity test."""
-import importlib.util
 import os
 
 import pytest
 import torch
 from torch import nn
+from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
-torchvision = pytest.importorskip("torchvision")
-from torchvision.models.detection import maskrcnn_resnet50_fpn_v2  # noqa: E402
+from mrcnn.benchmark import natural_image
+from mrcnn.checkpoint import DetectionCheckpointer
+from mrcnn.config import get_cfg
+from mrcnn.modeling import build_model
+from torchvision_parity_checks import (
+    ROOT,
+    check_detections,
+    check_feature_maps,
+    check_masks,
+    convert_with_tool,
+    run_both,
+)
 
-from mrcnn.checkpoint import DetectionCheckpointer  # noqa: E402
-from mrcnn.config import get_cfg  # noqa: E402
-from mrcnn.modeling import build_model  # noqa: E402
-from mrcnn.benchmark import natural_image  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_torchvision_v2.yaml")
 HEIGHT, WIDTH = 800, 1067
-LEVELS = [("0", "p2"), ("1", "p3"), ("2", "p4"), ("3", "p5"), ("pool", "p6")]
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "convert_torchvision_weights_v2", os.path.join(ROOT, "tools", "convert_torchvision_weights.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _calibrate(module: nn.Module, *inputs) -> None:
@@ -72,81 +66,37 @@ def _calibrated_torchvision_model(image: torch.Tensor) -> nn.Module:
     return model
 
 
-def _capture_output(module: nn.Module, store: dict):
-    return module.register_forward_hook(lambda _m, _inputs, output: store.update(output))
-
-
-def run_parity(tmp_dir: str):
-    """torchvision's and our outputs on one image: (tv features, our features, tv dict, Instances)."""
-    torch.set_grad_enabled(False)
-    try:
-        image = torch.from_numpy(natural_image(HEIGHT, WIDTH, seed=3)).permute(2, 0, 1).float()
-        tv_model = _calibrated_torchvision_model(image)
-        tv_path, our_path = os.path.join(tmp_dir, "tv_v2.pth"), os.path.join(tmp_dir, "ours_v2.pth")
-        torch.save(tv_model.state_dict(), tv_path)
-        assert _load_tool().main([tv_path, our_path]) == 0
-
-        cfg = get_cfg()
-        cfg.merge_from_file(CONFIG)
-        model = build_model(cfg).eval()
-        converted = torch.load(our_path, weights_only=True)["model"]
-        model.load_state_dict(converted, strict=True)
-        # The checkpointer recognises the raw torchvision file and converts it the same way.
-        by_checkpointer = build_model(cfg).eval()
-        DetectionCheckpointer(by_checkpointer).load(tv_path)
-        for key, value in by_checkpointer.state_dict().items():
-            assert torch.equal(value, converted[key]), key
-
-        # One forward per model; the backbone hooks keep its feature maps.
-        tv_features, our_features = {}, {}
-        tv_hook = _capture_output(tv_model.backbone, tv_features)
-        our_hook = _capture_output(model.backbone, our_features)
-        tv_out = tv_model([image / 255.0])[0]
-        our_out = model([{"image": image, "height": HEIGHT, "width": WIDTH}])[0]["instances"]
-        tv_hook.remove()
-        our_hook.remove()
-    finally:
-        torch.set_grad_enabled(True)
-    return tv_features, our_features, tv_out, our_out
-
-
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory):
-    return run_parity(str(tmp_path_factory.mktemp("tv_v2")))
+    """The calibrated torchvision v2 model, our model holding its converted weights, and both
+    models' outputs; the checkpointer must convert the raw torchvision file the same way."""
+    image = torch.from_numpy(natural_image(HEIGHT, WIDTH, seed=3)).permute(2, 0, 1).float()
+    torchvision_model = _calibrated_torchvision_model(image)
+    model, torchvision_path, converted = convert_with_tool(
+        torchvision_model, CONFIG, str(tmp_path_factory.mktemp("tv_v2"))
+    )
+    cfg = get_cfg()
+    cfg.merge_from_file(CONFIG)
+    by_checkpointer = build_model(cfg).eval()
+    DetectionCheckpointer(by_checkpointer).load(torchvision_path)
+    for key, value in by_checkpointer.state_dict().items():
+        assert torch.equal(value, converted[key]), key
+    return run_both(torchvision_model, model, image)
 
 
 def test_v2_feature_maps_match(parity):
-    tv_features, our_features, _, _ = parity
-    for tv_name, our_name in LEVELS:
-        a, b = tv_features[tv_name], our_features[our_name]
-        assert a.shape == b.shape
-        relative = (a - b).abs().max() / a.abs().max()
-        assert relative <= 1e-4, f"{our_name}: relative error {relative:.2e}"
+    check_feature_maps(parity)
 
 
 def test_v2_detections_match(parity):
-    _, _, tv_out, ours = parity
-    num = len(tv_out["boxes"])
-    assert num >= 50, f"only {num} torchvision detections; the test needs at least 50"
-    assert len(ours) == num
-    assert torch.equal(ours.pred_classes + 1, tv_out["labels"])
-    assert (ours.pred_boxes.tensor - tv_out["boxes"]).abs().max() <= 0.01
-    assert (ours.scores - tv_out["scores"]).abs().max() <= 1e-4
+    check_detections(parity)
     # the scores spread, so the comparison above is about ordering as well as values
-    assert tv_out["scores"].max() - tv_out["scores"].min() >= 0.1
+    scores = parity.torchvision_detections["scores"]
+    assert scores.max() - scores.min() >= 0.1
 
 
 def test_v2_masks_match(parity):
-    _, _, tv_out, ours = parity
-    tv_masks = tv_out["masks"][:, 0] >= 0.5
-    our_masks = ours.pred_masks
-    assert our_masks.shape == tv_masks.shape and our_masks.dtype == torch.bool
-    intersection = (tv_masks & our_masks).flatten(1).sum(1).float()
-    union = (tv_masks | our_masks).flatten(1).sum(1).float()
-    nonempty = union > 0
-    assert nonempty.sum() >= 50, "too few non-empty masks to compare"
-    iou = intersection[nonempty] / union[nonempty]
-    assert iou.min() >= 0.99, f"lowest mask IoU {iou.min():.4f}"
+    check_masks(parity)
 
 
 def test_v2_heads_are_config_keys():
