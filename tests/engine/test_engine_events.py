@@ -1,5 +1,7 @@
-"""EventStorage and the json writer."""
+"""EventStorage, the json writer and the peak-memory figure they log."""
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -50,7 +52,54 @@ def test_json_writer_writes_each_iteration_once(tmp_path):
     assert lines[0]["lr"] == pytest.approx(0.1)
 
 
-def test_peak_memory_is_positive():
+# Run in a fresh process, whose peak so far is close to what it holds now: a block allocated there
+# raises the peak by a known amount.
+_RSS_PEAK_OF_KNOWN_ALLOCATIONS = """
+import torch
+from mrcnn.utils.events import peak_memory_mb
+
+def resident_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+torch.ones(1 << 20, dtype=torch.uint8).add_(1)  # start torch's thread pool before measuring
+before, kind = peak_memory_mb()
+resident = resident_mb()
+block_mb = (before - resident) + 256  # alive together with what is resident, it sets a new peak
+block = torch.ones(int(block_mb * 2**20), dtype=torch.uint8)
+during, _ = peak_memory_mb()
+del block
+smaller = torch.ones(128 * 2**20, dtype=torch.uint8)  # allocated after the block is freed
+after, _ = peak_memory_mb()
+print(kind, resident, block_mb, during, after)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident size from /proc")
+def test_rss_peak_memory_follows_known_allocations():
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_PEAK_OF_KNOWN_ALLOCATIONS], capture_output=True, text=True, check=True
+    )
+    kind, *numbers = result.stdout.split()
+    resident, block_mb, during, after = map(float, numbers)
+    assert kind == "rss"
+    # the peak while the block is alive: what was resident plus the block
+    assert during == pytest.approx(resident + block_mb, abs=8)
+    # a high-water mark: freeing the block and allocating less leaves it where it was
+    assert after == pytest.approx(during, abs=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_peak_memory_follows_known_allocations():
+    device = torch.device("cuda")
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    first = torch.empty(64 * 2**20, dtype=torch.uint8, device=device)
+    second = torch.empty(32 * 2**20, dtype=torch.uint8, device=device)  # both alive: 96 MiB
+    del first
+    third = torch.empty(16 * 2**20, dtype=torch.uint8, device=device)  # 48 MiB alive now
     megabytes, kind = peak_memory_mb()
-    assert kind in ("rss", "cuda")
-    assert megabytes > 10  # a python process with torch uses well over 10 MiB
+    assert kind == "cuda"
+    assert megabytes == base / 2**20 + 96
+    del second, third
