@@ -13,9 +13,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict  # noqa: E402
+from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
 
 
 def main(argv=None) -> int:

@@ -28,21 +28,16 @@ import time
 from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
-# the repository root, so that plugins under projects/ import without installing them
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+import numpy as np
+import pycocotools.mask as mask_util
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-import pycocotools.mask as mask_util  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from mrcnn.config import ConfigError  # noqa: E402
-from mrcnn.data.detection_utils import ImageLoadError, read_image  # noqa: E402
-from mrcnn.engine import config_from_file  # noqa: E402
-from mrcnn.engine.predictor import DefaultPredictor  # noqa: E402
-from mrcnn.structures import Instances  # noqa: E402
-from mrcnn.utils.visualizer import Visualizer  # noqa: E402
+from mrcnn.config import ConfigError
+from mrcnn.data.detection_utils import ImageLoadError, read_image
+from mrcnn.engine import config_from_file
+from mrcnn.engine.predictor import DefaultPredictor
+from mrcnn.structures import Instances
+from mrcnn.utils.visualizer import Visualizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 _KEPT_EXTENSIONS = (".jpg", ".jpeg", ".png")

@@ -12,16 +12,9 @@ checkpoints (model_XXXXXXX.pth, model_final.pth, model_best.pth, last_checkpoint
 eval_results.json. Subclass `Trainer` here to change how a part is built.
 """
 import logging
-import os
-import sys
 
-# The repository root, so that plugins under projects/ import as `projects.<name>`.
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from mrcnn.checkpoint import DetectionCheckpointer  # noqa: E402
-from mrcnn.engine import (  # noqa: E402
+from mrcnn.checkpoint import DetectionCheckpointer
+from mrcnn.engine import (
     DefaultTrainer,
     config_from_args,
     default_argument_parser,

@@ -18,18 +18,13 @@ import os
 import sys
 from typing import Dict, Iterator, List, Optional, Tuple
 
-# the repository root, so that plugins under projects/ import without installing them
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-from mrcnn.config import ConfigError  # noqa: E402
-from mrcnn.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from mrcnn.data.detection_utils import ImageLoadError, read_image  # noqa: E402
-from mrcnn.engine import config_from_file  # noqa: E402
-from mrcnn.utils.visualizer import VisImage, Visualizer  # noqa: E402
+from mrcnn.config import ConfigError
+from mrcnn.data import DatasetCatalog, MetadataCatalog
+from mrcnn.data.detection_utils import ImageLoadError, read_image
+from mrcnn.engine import config_from_file
+from mrcnn.utils.visualizer import VisImage, Visualizer
 
 
 def get_parser() -> argparse.ArgumentParser:

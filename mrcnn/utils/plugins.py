@@ -3,8 +3,15 @@
 A plugin is any importable module (``projects.my_backbone``, ``my_package.heads``). Importing it
 runs its ``@REGISTRY.register()`` decorators. A plugin that adds config keys defines
 ``add_config(cfg)``; it is called before the yaml file is merged so those keys are accepted.
+
+A plugin is looked up on sys.path first. If its top-level package is not there but is a folder
+(or ``.py`` file) of the current working directory, it is imported from there, as ``python -m``
+would find it: so ``projects.MobileNetBackbone.mobilenet_backbone`` imports when a tool runs from
+the repository root (``python tools/train_net.py ...`` puts tools/, not the root, on sys.path).
+The directory is then appended to sys.path, after everything else, so it shadows no installed module.
 """
 import importlib
+import os
 import sys
 from types import ModuleType
 from typing import Any, Iterable, List, Optional, Sequence
@@ -15,20 +22,40 @@ __all__ = ["import_plugins", "add_plugin_configs", "plugin_names_from_sources"]
 
 
 def import_plugins(names: Iterable[str]) -> List[ModuleType]:
-    """Import every module in ``names`` (in order); an unimportable one raises naming it."""
+    """Import every module in ``names`` (in order), from sys.path or else the working directory;
+    an unimportable one raises naming it."""
     modules = []
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise ImportError(f"Plugin names must be non-empty module names; got {name!r} in MODEL.PLUGINS.")
         try:
-            modules.append(importlib.import_module(name.strip()))
+            modules.append(_import_module(name.strip()))
         except ImportError as error:
             raise ImportError(
                 f"Cannot import plugin module '{name}' (from MODEL.PLUGINS / --plugin): {error}. "
-                f"The module must be importable from sys.path; run from the repository root for "
-                f"'projects.*' modules, or install the package that provides it."
+                f"The module must be importable from sys.path or from the current directory (run "
+                f"from the repository root for 'projects.*' modules), or installed."
             ) from error
     return modules
+
+
+def _import_module(name: str) -> ModuleType:
+    """``importlib.import_module(name)``, falling back to the working directory for the top-level package."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        top_level = name.split(".")[0]
+        working_directory = os.getcwd()
+        if error.name != top_level or not _holds_module(working_directory, top_level):
+            raise
+    if working_directory not in sys.path:
+        sys.path.append(working_directory)
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
+
+
+def _holds_module(directory: str, name: str) -> bool:
+    return os.path.isdir(os.path.join(directory, name)) or os.path.isfile(os.path.join(directory, name + ".py"))
 
 
 def add_plugin_configs(cfg: Any, modules: Sequence[ModuleType]) -> None:
@@ -70,9 +97,3 @@ def _as_list(value: Any) -> List[str]:
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     return [str(value)]
-
-
-def ensure_on_sys_path(path: str) -> None:
-    """Put ``path`` first on sys.path if it is not there (e.g. the repository root for projects/)."""
-    if path not in sys.path:
-        sys.path.insert(0, path)

@@ -7,16 +7,14 @@
 The input is a local file, a URL or a torchvision:// name (downloaded once into the cache).
 """
 import argparse
-import os
 import sys
 
 import torch
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, _REPO_ROOT)
+from mrcnn.checkpoint.weights_path import resolve_weights_path
 
-from mrcnn.checkpoint.weights_path import resolve_weights_path  # noqa: E402
-from projects.MobileNetBackbone.mobilenet_backbone.imagenet_weights import convert_imagenet_state_dict  # noqa: E402
+# the plugin package beside this script (running a script puts its folder first on sys.path)
+from mobilenet_backbone.imagenet_weights import convert_imagenet_state_dict
 
 
 def main(argv=None) -> int:

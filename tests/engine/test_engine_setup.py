@@ -60,6 +60,23 @@ def test_config_from_file_applies_a_tools_flags_between_file_and_opts(tmp_path):
     assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.3 and not cfg.is_frozen()
 
 
+def test_plugin_package_in_the_working_directory_imports_like_python_dash_m(tmp_path, monkeypatch):
+    package = tmp_path / "cwd_plugins" / "my_cwd_plugin"  # cwd_plugins/ is a namespace package
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 5\n")
+    monkeypatch.chdir(tmp_path)
+    # nothing on sys.path leads to tmp_path ("" would stand for the working directory)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        (module,) = import_plugins(["cwd_plugins.my_cwd_plugin"])
+        assert module.VALUE == 5 and sys.path[-1] == str(tmp_path)  # appended: shadows nothing
+        with pytest.raises(ImportError, match="cwd_plugins.missing"):
+            import_plugins(["cwd_plugins.missing"])  # the package is found; its module is not
+    finally:
+        for name in ("cwd_plugins", "cwd_plugins.my_cwd_plugin"):
+            sys.modules.pop(name, None)
+
+
 def test_unimportable_plugin_names_the_module():
     with pytest.raises(ImportError, match="no_such_plugin_module"):
         import_plugins(["no_such_plugin_module"])

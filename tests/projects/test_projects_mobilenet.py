@@ -103,9 +103,10 @@ def test_train_net_trains_and_evaluates_the_plugin(tmp_path):
     output = tmp_path / "output"
     env = dict(os.environ, MRCNN_DATASETS=str(datasets), OMP_NUM_THREADS="1")
     env.pop("PYTHONPATH", None)  # the plugin must come from MODEL.PLUGINS in the yaml alone
-    command = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", PLUGIN_CONFIG,
+    # as the README says: from the repository root, where the plugin loader finds projects/
+    command = [sys.executable, os.path.join("tools", "train_net.py"), "--config-file", PLUGIN_CONFIG,
                *TINY_OPTS, "OUTPUT_DIR", str(output)]
-    run = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     with open(output / "metrics.json", encoding="utf-8") as f:
