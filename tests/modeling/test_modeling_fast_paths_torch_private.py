@@ -17,6 +17,11 @@ def test_every_private_call_matches_its_public_equivalent():
     assert torch_private.onednn_fusion_available()
 
 
+def test_the_check_passes_when_first_run_under_inference_mode():
+    with torch.inference_mode():
+        assert torch_private.private_api_problem() is None
+
+
 def test_fused_calls_on_channels_last_inputs_with_a_packed_weight():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 6, 9, 11, generator=generator).contiguous(memory_format=torch.channels_last)
