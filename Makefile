@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_CONFIG := configs/shapes/mask_rcnn_shapes.yaml
 DEMO_DIR := output/demo
 
-.PHONY: venv test demo clean
+.PHONY: venv test lint demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Lint and format check (configuration in pyproject.toml); `ruff format .` fixes the format.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Train a small Mask R-CNN on the synthetic shapes dataset (generated on first use) on the CPU,
 # evaluate box and mask AP, draw predictions on a few validation images and plot the metrics.

@@ -1,4 +1,5 @@
 """Installs the mrcnn package: `pip install -e .[dev]`."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -25,7 +26,8 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "faster-coco-eval>=1.6"],
+        # ruff pinned: its formatter's output may change between releases, and CI checks it
+        "dev": ["pytest>=7", "pytest-timeout", "faster-coco-eval>=1.6", "ruff==0.17.6"],
         "fast-eval": ["faster-coco-eval>=1.6"],
     },
 )

@@ -1,4 +1,5 @@
 """Fixtures shared by every test folder."""
+
 import logging
 from typing import Callable, List
 

@@ -21,6 +21,7 @@ eval: COCOEvaluator seconds for --eval-images images of --dets-per-image predict
 
 The last line printed is the headline figure; --output FILE.json gets everything.
 """
+
 import argparse
 import json
 import os
@@ -78,7 +79,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-flops", action="store_true", help="inference: skip the FLOP count")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument(
-        "--profile", type=int, default=0, metavar="ROWS",
+        "--profile",
+        type=int,
+        default=0,
+        metavar="ROWS",
         help="inference/train: also profile one call per model and print its ROWS costliest operators",
     )
     parser.add_argument("--eval-images", type=int, default=100, help="eval: number of images")
@@ -135,7 +139,7 @@ def build_models(cfg, calibration_image: torch.Tensor, compare: bool, spread_sco
             raise SystemExit(
                 f"error: --compare torchvision needs a config with torchvision's architecture, such as "
                 f"{os.path.relpath(TORCHVISION_CONFIG)}; loading its weights failed: {str(error)[:300]}"
-            )
+            ) from error
         model = build_model(cfg)  # another architecture: its own random initialisation
     models = {"mrcnn": model}
     if compare:
@@ -172,7 +176,9 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     with torch.no_grad():
         seconds, outputs = time_alternating(calls, args.iters, args.warmup, device)
         memory = {} if args.no_memory else {name: peak_memory_bytes(call, device) for name, call in calls.items()}
-        profiles = {name: profile_top_ops(call, device, args.profile) for name, call in calls.items()} if args.profile else {}
+        profiles = (
+            {name: profile_top_ops(call, device, args.profile) for name, call in calls.items()} if args.profile else {}
+        )
     matmul_rate = matmul_gflops(device)
     results: Dict[str, Any] = {"height": height, "width": width, "matmul_gflops_per_second": matmul_rate}
     for name in calls:
@@ -254,9 +260,14 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     steps = {name: make_step(name, model) for name, model in models.items()}
     seconds, losses = time_alternating(steps, args.iters, args.warmup, device)
     memory = {} if args.no_memory else {name: peak_memory_bytes(step, device) for name, step in steps.items()}
-    profiles = {name: profile_top_ops(step, device, args.profile) for name, step in steps.items()} if args.profile else {}
+    profiles = (
+        {name: profile_top_ops(step, device, args.profile) for name, step in steps.items()} if args.profile else {}
+    )
     results: Dict[str, Any] = {
-        "batch_size": args.batch_size, "height": args.height, "width": args.width, "amp": use_amp,
+        "batch_size": args.batch_size,
+        "height": args.height,
+        "width": args.width,
+        "amp": use_amp,
         "instances_per_image": [len(item["instances"]) for batch in batches for item in batch],
     }
     for name in steps:
@@ -289,7 +300,7 @@ def benchmark_data(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         raise SystemExit(
             f"error: cannot build the training loader of DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}: {error}\n"
             "(the synthetic dataset works anywhere: DATASETS.TRAIN \"('shapes_train',)\")"
-        )
+        ) from error
     result = measure_loader_throughput(loader, num_batches=args.iters, warmup_batches=args.warmup)
     return {
         **result,
@@ -302,8 +313,7 @@ def benchmark_data(args: argparse.Namespace, cfg) -> Dict[str, Any]:
 def benchmark_eval(args: argparse.Namespace) -> Dict[str, Any]:
     """COCOEvaluator seconds per backend on the same synthetic predictions."""
     return {
-        backend: time_coco_evaluation(args.eval_images, args.dets_per_image, backend)
-        for backend in args.eval_backends
+        backend: time_coco_evaluation(args.eval_images, args.dets_per_image, backend) for backend in args.eval_backends
     }
 
 

@@ -7,6 +7,7 @@
 The input is a torchvision state dict (Mask/Faster R-CNN v1 or v2, or an ImageNet ResNet); the
 output is ``{"model": state_dict}`` with mrcnn parameter names, loadable with MODEL.WEIGHTS.
 """
+
 import argparse
 import os
 import sys

@@ -18,6 +18,7 @@ explicit value there wins for the model) and pictures and predictions.json keep 
 scoring at least T. A path that is not a readable image is reported and skipped; the exit code is
 0 when at least one image ran, else 1.
 """
+
 import argparse
 import glob
 import json
@@ -52,16 +53,24 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Draw a model's instance predictions on images.")
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to a yaml config")
     parser.add_argument(
-        "--input", required=True, nargs="+", metavar="PATH",
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="PATH",
         help="image files, directories of images, or glob patterns (quote them to let the demo expand them)",
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="directory for pictures and predictions.json")
     parser.add_argument(
-        "--confidence-threshold", type=float, default=0.5,
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
         help="minimum score of the detections drawn and written (default 0.5)",
     )
     parser.add_argument(
-        "--opts", default=[], nargs=argparse.REMAINDER, metavar="KEY VALUE",
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth MODEL.DEVICE cpu",
     )
     return parser
@@ -73,11 +82,14 @@ def expand_inputs(patterns: List[str]) -> Tuple[List[str], List[str]]:
     for pattern in patterns:
         if os.path.isdir(pattern):
             found = sorted(
-                os.path.join(pattern, name) for name in os.listdir(pattern)
+                os.path.join(pattern, name)
+                for name in os.listdir(pattern)
                 if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(pattern, name))
             )
             if not found:
-                problems.append(f"Skipping '{pattern}': the directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+                problems.append(
+                    f"Skipping '{pattern}': the directory holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
+                )
             paths.extend(found)
         elif os.path.exists(pattern):
             paths.append(pattern)
@@ -158,7 +170,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     predictor = DefaultPredictor(cfg)
     metadata = predictor.metadata
     class_names = getattr(metadata, "thing_classes", None) if metadata is not None else None
-    dataset_to_contiguous = getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
+    dataset_to_contiguous = (
+        getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
+    )
     contiguous_to_dataset = {v: k for k, v in dataset_to_contiguous.items()} if dataset_to_contiguous else None
 
     os.makedirs(args.output, exist_ok=True)

@@ -16,6 +16,7 @@ A plot whose values never appear is skipped with a message. A truncated last lin
 is still writing or was killed) is ignored. When a resumed run repeats iterations, the later
 value wins. Exit code 0 when at least one plot was written.
 """
+
 import argparse
 import json
 import os
@@ -36,7 +37,7 @@ def read_metrics(path: str) -> Tuple[Series, int]:
     """(series per metric name, number of unreadable lines) from a metrics.json file."""
     series: Series = defaultdict(dict)
     bad_lines = 0
-    with open(path, "r", encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line:
@@ -70,8 +71,14 @@ def is_ap_key(key: str) -> bool:
 def _plot_lines(axis, series: Series, keys: List[str]) -> None:
     for key in keys:
         iterations = sorted(series[key])
-        axis.plot(iterations, [series[key][i] for i in iterations], label=key, linewidth=1.2,
-                  marker="o" if len(iterations) <= 20 else None, markersize=3)
+        axis.plot(
+            iterations,
+            [series[key][i] for i in iterations],
+            label=key,
+            linewidth=1.2,
+            marker="o" if len(iterations) <= 20 else None,
+            markersize=3,
+        )
     axis.set_xlabel("iteration")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7, ncol=2 if len(keys) > 8 else 1)
@@ -83,7 +90,9 @@ def _save(figure, path: str) -> None:
     plt.close(figure)
 
 
-def _plot_one_panel(series: Series, keys: List[str], path: str, size: Tuple[float, float], ylabel: str, title: str) -> None:
+def _plot_one_panel(
+    series: Series, keys: List[str], path: str, size: Tuple[float, float], ylabel: str, title: str
+) -> None:
     figure, axis = plt.subplots(figsize=size)
     _plot_lines(axis, series, keys)
     axis.set_ylabel(ylabel)
@@ -146,7 +155,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     metrics_path = os.path.join(args.output_dir, "metrics.json")
     if not os.path.isfile(metrics_path):
-        print(f"No metrics file at '{metrics_path}': is '{args.output_dir}' a training output directory?", file=sys.stderr)
+        print(
+            f"No metrics file at '{metrics_path}': is '{args.output_dir}' a training output directory?", file=sys.stderr
+        )
         return 1
     series, bad_lines = read_metrics(metrics_path)
     if bad_lines:

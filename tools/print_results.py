@@ -6,6 +6,7 @@
 Reads OUTPUT_DIR/eval_results.json ({dataset: {"bbox": {...}, "segm": {...}}}) and prints one
 table per dataset, then the checkpoint, metrics, plots and pictures found in OUTPUT_DIR.
 """
+
 import argparse
 import glob
 import json
@@ -26,9 +27,7 @@ def format_results(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
         for task, metrics in tasks.items():
             if not isinstance(metrics, dict):
                 continue
-            row = [task] + [
-                "-" if metrics.get(name) is None else f"{metrics[name]:.1f}" for name in SUMMARY_METRICS
-            ]
+            row = [task] + ["-" if metrics.get(name) is None else f"{metrics[name]:.1f}" for name in SUMMARY_METRICS]
             rows.append(row)
         blocks.append(f"{dataset}:\n" + tabulate(rows, headers=["task"] + SUMMARY_METRICS, tablefmt="github"))
     return "\n\n".join(blocks)
@@ -36,8 +35,18 @@ def format_results(results: Dict[str, Dict[str, Dict[str, float]]]) -> str:
 
 def list_outputs(output_dir: str) -> List[str]:
     """The files of a run a person wants to open, relative to the working directory."""
-    patterns = ["model_final.pth", "model_best.pth", "metrics.json", "eval_results.json", "config.yaml",
-                "log.txt", "plots/*.png", "predictions/*.png", "predictions/*.jpg", "predictions/predictions.json"]
+    patterns = [
+        "model_final.pth",
+        "model_best.pth",
+        "metrics.json",
+        "eval_results.json",
+        "config.yaml",
+        "log.txt",
+        "plots/*.png",
+        "predictions/*.png",
+        "predictions/*.jpg",
+        "predictions/predictions.json",
+    ]
     found = []
     for pattern in patterns:
         found.extend(sorted(glob.glob(os.path.join(output_dir, pattern))))

@@ -11,6 +11,7 @@ Everything lands in OUTPUT_DIR: log.txt, config.yaml, metrics.json, TensorBoard 
 checkpoints (model_XXXXXXX.pth, model_final.pth, model_best.pth, last_checkpoint) and
 eval_results.json. Subclass `Trainer` here to change how a part is built.
 """
+
 import logging
 
 from mrcnn.checkpoint import DetectionCheckpointer

@@ -11,6 +11,7 @@ sees them. Pictures are written to --output as PNG, named after the image files 
 running number for the loader, which may show an image more than once). --num N (default 20)
 bounds how many are drawn.
 """
+
 import argparse
 import itertools
 import logging
@@ -32,14 +33,19 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Draw ground truth as loaded or after training augmentations.")
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to a yaml config")
     parser.add_argument(
-        "--source", required=True, choices=["annotation", "dataloader"],
+        "--source",
+        required=True,
+        choices=["annotation", "dataloader"],
         help="annotation: dataset dicts as loaded; dataloader: training batches after augmentation",
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="directory for the pictures")
     parser.add_argument("--num", type=int, default=20, metavar="N", help="number of pictures (default 20)")
     parser.add_argument("--scale", type=float, default=1.0, help="picture size relative to the image (default 1)")
     parser.add_argument(
-        "--opts", default=[], nargs=argparse.REMAINDER, metavar="KEY VALUE",
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
         help="config overrides as KEY VALUE pairs, e.g. DATASETS.TRAIN \"('shapes_val',)\"",
     )
     return parser
@@ -108,8 +114,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     used: Dict[str, int] = {}
     written = 0
     try:
-        for file_name, picture in tqdm(source(cfg, args.num, args.scale), total=args.num, desc=args.source,
-                                       unit="image", file=sys.stderr):
+        for file_name, picture in tqdm(
+            source(cfg, args.num, args.scale), total=args.num, desc=args.source, unit="image", file=sys.stderr
+        ):
             if picture is None:
                 continue
             path = _output_path(args.output, file_name, used, numbered=args.source == "dataloader")

@@ -3,6 +3,7 @@
 This package sits at the top of the library, beside engine/: it may import any part of mrcnn,
 and nothing in mrcnn imports it.
 """
+
 from .coco_evaluation_timing import synthetic_coco_ground_truth, time_coco_evaluation
 from .detections_agreement import detections_agreement, full_float32
 from .flop_count import count_gflops

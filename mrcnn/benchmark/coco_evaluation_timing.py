@@ -11,6 +11,7 @@ medium and large ranges, 80 classes with non-contiguous ids); the predictions ar
 of the ground truth plus random false positives, with full-image boolean masks, as a Mask
 R-CNN produces them. Everything is drawn from ``seed``, so every backend sees the same input.
 """
+
 import json
 import logging
 import os
@@ -83,15 +84,17 @@ def synthetic_coco_ground_truth(
             polygon = _ellipse_polygon(*ellipse)
             rle = mask_util.merge(mask_util.frPyObjects([polygon], height, width))
             x0, y0, x1, y1 = _ellipse_box(*ellipse, height, width)
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": categories[class_index]["id"],
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "segmentation": [polygon],
-                "area": float(mask_util.area(rle)),
-                "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": categories[class_index]["id"],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "segmentation": [polygon],
+                    "area": float(mask_util.area(rle)),
+                    "iscrowd": 0,
+                }
+            )
             image_objects.append((class_index, ellipse))
         objects.append(image_objects)
     coco = {"images": images, "annotations": annotations, "categories": categories}
@@ -171,7 +174,9 @@ def time_coco_evaluation(
         rng = np.random.default_rng(seed + 1)
         process_seconds = 0.0
         for image_id, image_objects in enumerate(objects, start=1):
-            instances = _synthetic_prediction(rng, image_objects, dets_per_image, num_classes, height, width, with_masks)
+            instances = _synthetic_prediction(
+                rng, image_objects, dets_per_image, num_classes, height, width, with_masks
+            )
             start = time.perf_counter()
             evaluator.process([{"image_id": image_id, "height": height, "width": width}], [{"instances": instances}])
             process_seconds += time.perf_counter() - start

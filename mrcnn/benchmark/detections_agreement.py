@@ -1,5 +1,6 @@
 """Whether two models' detections on one image agree, detection by detection, within the parity
 tolerances, and the float32 setting they are compared under."""
+
 from contextlib import contextmanager
 from typing import Dict, Iterator
 

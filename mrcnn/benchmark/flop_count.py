@@ -1,4 +1,5 @@
 """FLOPs of one detector forward, counted by fvcore on a traced call."""
+
 import copy
 import warnings
 from typing import Callable

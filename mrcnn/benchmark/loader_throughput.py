@@ -1,4 +1,5 @@
 """How fast a data loader produces images (tools/benchmark.py --task data)."""
+
 import time
 from typing import Dict, Iterable
 

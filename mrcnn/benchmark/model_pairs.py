@@ -1,5 +1,6 @@
 """An mrcnn model that holds the same weights as a torchvision Mask R-CNN and does the same work:
 the config that reproduces torchvision's architecture, the converted weights, matched settings."""
+
 import os
 from typing import Optional
 

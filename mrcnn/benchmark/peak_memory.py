@@ -1,4 +1,5 @@
 """Peak tensor memory of one call, on the CPU and on CUDA."""
+
 from typing import Any, Callable
 
 import torch

@@ -1,4 +1,5 @@
 """Where one call spends its time: torch.profiler's costliest operators on the host and the GPU."""
+
 import time
 from typing import Any, Callable, Dict, List
 

@@ -1,5 +1,6 @@
 """Synthetic inputs for tests and benchmarks: natural-looking images, and training batches of them
 with elliptical instances, in our input format and in torchvision's."""
+
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -86,9 +87,11 @@ def to_torchvision_training_inputs(batch: List[Dict]) -> Tuple[List[torch.Tensor
         height, width = instances.image_size
         masks = np.stack([polygons_to_bitmask(p, height, width) for p in instances.gt_masks.polygons])
         images.append(item["image"].float() / 255.0)
-        targets.append({
-            "boxes": instances.gt_boxes.tensor.clone(),
-            "labels": instances.gt_classes + 1,
-            "masks": torch.from_numpy(masks.astype(np.uint8)),
-        })
+        targets.append(
+            {
+                "boxes": instances.gt_boxes.tensor.clone(),
+                "labels": instances.gt_classes + 1,
+                "masks": torch.from_numpy(masks.astype(np.uint8)),
+            }
+        )
     return images, targets

@@ -1,5 +1,6 @@
 """Wall-clock timing for tools/benchmark.py: runs that take turns, summary statistics of their
 durations, and the machine's matmul rate as a practical ceiling."""
+
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Tuple
@@ -47,7 +48,9 @@ def time_alternating(
     return seconds, last
 
 
-def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 10) -> float:
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 10
+) -> float:
     """The best rate of a size×size matmul here, GFLOP/s (2·size³ per product): the hardware's usable peak."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)

@@ -1,4 +1,5 @@
 """A Mask R-CNN config small enough for tests and quick checks on the CPU."""
+
 from mrcnn.config import CfgNode, get_cfg
 
 __all__ = ["tiny_config"]

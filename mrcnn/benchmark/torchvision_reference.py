@@ -7,6 +7,7 @@ frozen BatchNorm statistics are measured on a natural-looking image and the head
 that scores spread out, so a forward pass produces about as many detections (up to 100 per image)
 and masks as a trained model does, and two implementations can be compared detection by detection.
 """
+
 import torch
 from torch import nn
 from torchvision.models import resnet

@@ -1,4 +1,5 @@
 """Checkpoints: saving and resuming training state, and loading weights for fine-tuning."""
+
 from fvcore.common.checkpoint import Checkpointer, PeriodicCheckpointer
 
 from .atomic_save import atomic_torch_save, atomic_write, atomic_write_text

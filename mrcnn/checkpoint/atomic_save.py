@@ -3,9 +3,10 @@
 A rename within one directory is atomic on POSIX and Windows, so a reader (or a run resumed after
 a crash) sees either the complete old file or the complete new one, never a torn one.
 """
+
 import os
 import tempfile
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable
 
 import torch
 

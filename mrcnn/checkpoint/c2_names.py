@@ -10,6 +10,7 @@ affine ``_bn_s`` / ``_bn_b`` pair, so the matching running statistics are writte
 variance 1, which makes our frozen batch norm apply exactly that affine map (up to its eps).
 Detectron's class-specific outputs put background first; ours put it last (see `convert_c2_names`).
 """
+
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -54,9 +55,14 @@ def _layer_name(layer: str) -> Optional[str]:
     match = re.match(r"^head_conv(\d+)$", layer)
     if match:
         return f"roi_heads.box_head.conv{match.group(1)}"
-    box = {"fc6": "roi_heads.box_head.fc1", "fc7": "roi_heads.box_head.fc2",
-           "cls_score": "roi_heads.box_predictor.cls_score", "bbox_pred": "roi_heads.box_predictor.bbox_pred",
-           "conv5_mask": "roi_heads.mask_head.deconv", "mask_fcn_logits": "roi_heads.mask_head.predictor"}
+    box = {
+        "fc6": "roi_heads.box_head.fc1",
+        "fc7": "roi_heads.box_head.fc2",
+        "cls_score": "roi_heads.box_predictor.cls_score",
+        "bbox_pred": "roi_heads.box_predictor.bbox_pred",
+        "conv5_mask": "roi_heads.mask_head.deconv",
+        "mask_fcn_logits": "roi_heads.mask_head.predictor",
+    }
     if layer in box:
         return box[layer]
     match = re.match(r"^_\[mask\]_fcn(\d+)$", layer)
@@ -80,8 +86,7 @@ def c2_name_to_mrcnn(name: str) -> Optional[str]:
 def is_c2_state_dict(state_dict: Dict[str, object]) -> bool:
     """True when the names follow the Caffe2 scheme (at least one stem or residual-block blob)."""
     return any(
-        key in ("conv1_w", "res_conv1_bn_s", "conv1_gn_s") or re.match(r"^res\d_\d+_branch", key)
-        for key in state_dict
+        key in ("conv1_w", "res_conv1_bn_s", "conv1_gn_s") or re.match(r"^res\d_\d+_branch", key) for key in state_dict
     )
 
 

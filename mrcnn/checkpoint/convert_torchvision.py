@@ -8,12 +8,14 @@ Both Mask/Faster R-CNN generations convert: v1 (plain FPN, one RPN conv, 2fc box
 (BatchNorm in FPN and heads, two RPN convs -> ``rpn_head.conv.conv0/conv1``, 4conv+1fc box head);
 configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_torchvision{,_v2}.yaml build the matching models.
 """
+
 import re
 from typing import Dict, Tuple
 
 import torch
 
 __all__ = ["convert_torchvision_state_dict", "is_torchvision_state_dict"]
+
 
 def _convert_resnet_key(key: str) -> str:
     """torchvision ResNet key (without prefix) -> key under ``bottom_up``; "" to drop it."""
@@ -55,7 +57,7 @@ def _conv_norm_suffix(rest: str) -> str:
 def _convert_detection_key(key: str, box_head_layout: Dict[int, Tuple[str, int]], num_rpn_convs: int) -> str:
     """torchvision detection key -> mrcnn key ("" to drop)."""
     if key.startswith("backbone.body."):
-        converted = _convert_resnet_key(key[len("backbone.body."):])
+        converted = _convert_resnet_key(key[len("backbone.body.") :])
         return f"backbone.bottom_up.{converted}" if converted else ""
     match = re.match(r"^backbone\.fpn\.(inner|layer)_blocks\.(\d)\.(.+)$", key)
     if match:
@@ -84,7 +86,7 @@ def _convert_detection_key(key: str, box_head_layout: Dict[int, Tuple[str, int]]
     }
     for old, new in renames.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     match = re.match(r"^roi_heads\.box_head\.(\d+)\.(.+)$", key)
     if match:  # the conv/fc stack of torchvision's FastRCNNConvFCHead (v2)
         kind, number = box_head_layout[int(match.group(1))]
@@ -103,9 +105,7 @@ def _convert_detection_key(key: str, box_head_layout: Dict[int, Tuple[str, int]]
 
 def _box_head_layout(state_dict: Dict[str, torch.Tensor]) -> Dict[int, Tuple[str, int]]:
     """Sequential index -> ("conv"|"fc", 1-based number) for torchvision's FastRCNNConvFCHead."""
-    indices = sorted({
-        int(m.group(1)) for k in state_dict if (m := re.match(r"^roi_heads\.box_head\.(\d+)\.", k))
-    })
+    indices = sorted({int(m.group(1)) for k in state_dict if (m := re.match(r"^roi_heads\.box_head\.(\d+)\.", k))})
     layout, conv_count, fc_count = {}, 0, 0
     for index in indices:
         weight = state_dict.get(f"roi_heads.box_head.{index}.weight")

@@ -7,6 +7,7 @@
 * Parameters whose shapes differ from the model (e.g. another class count) are skipped and listed
   in one log line; the "module." prefix of DistributedDataParallel checkpoints is removed.
 """
+
 import logging
 import os
 import pickle
@@ -39,7 +40,9 @@ class DetectionCheckpointer(Checkpointer):
     process writes files unless ``save_to_disk`` says otherwise.
     """
 
-    def __init__(self, model: nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None, **checkpointables: Any):
+    def __init__(
+        self, model: nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None, **checkpointables: Any
+    ):
         if save_to_disk is None:
             save_to_disk = comm.is_main_process()
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
@@ -164,8 +167,12 @@ class DetectionCheckpointer(Checkpointer):
         source = checkpoint.get(SOURCE_KEY)
         incompatible = super()._load_model(checkpoint)
         summary = describe_loading(
-            self.model.state_dict().keys(), num_in_file, incompatible.missing_keys, incompatible.unexpected_keys,
-            incompatible.incorrect_shapes, source if isinstance(source, str) else None,
+            self.model.state_dict().keys(),
+            num_in_file,
+            incompatible.missing_keys,
+            incompatible.unexpected_keys,
+            incompatible.incorrect_shapes,
+            source if isinstance(source, str) else None,
         )
         self.logger.info(summary)
         return incompatible

@@ -8,6 +8,7 @@ Our parameter names are detectron2's, so its files need no renaming; what differ
 * Detectron (Caffe2) detection ``.pkl``: ``{"blobs": {caffe2 name: array}, ...}`` -- renamed.
 * MSRA / Caffe2 ImageNet ``.pkl``: ``{caffe2 name: array}`` -- renamed (backbone only).
 """
+
 import logging
 from typing import Any, Dict, Optional
 

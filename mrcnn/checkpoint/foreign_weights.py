@@ -7,6 +7,7 @@
 * Caffe2-named dicts inside a ``.pth``;
 * anything else (our own and detectron2's ``.pth``) is returned unchanged.
 """
+
 import logging
 from typing import Any, Dict, Iterable, Optional
 

@@ -6,6 +6,7 @@ ImageNet backbones) only need numpy arrays, dtypes, numbers, strings and contain
 :class:`SafeUnpickler` resolves exactly those globals and refuses every other one *before* it is
 imported, naming it in the error.
 """
+
 import _compat_pickle
 import pickle
 from typing import IO, Any, FrozenSet, Tuple, Union
@@ -45,9 +46,9 @@ def _resolve_numpy(module: str, name: str) -> Any:
     if module == "numpy":
         return getattr(np, name)
     if module.startswith("numpy.core") and not hasattr(np, "core"):
-        module = "numpy._core" + module[len("numpy.core"):]
+        module = "numpy._core" + module[len("numpy.core") :]
     elif module.startswith("numpy._core") and not hasattr(np, "_core"):
-        module = "numpy.core" + module[len("numpy._core"):]
+        module = "numpy.core" + module[len("numpy._core") :]
     submodule = __import__(module, fromlist=[name])
     return getattr(submodule, name)
 
@@ -75,9 +76,7 @@ class SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(
-            f"refused persistent id {pid!r}: a weights file never refers to objects outside itself"
-        )
+        raise UnsafePickleError(f"refused persistent id {pid!r}: a weights file never refers to objects outside itself")
 
 
 def load_safe_pickle(source: Union[str, IO[bytes]]) -> Any:

@@ -14,6 +14,7 @@ The prefixes are iopath path handlers, so ``weights_path_manager().get_local_pat
 ``open(...)`` understand them too. Without network access the error names the URL and says how
 to download it by hand.
 """
+
 import difflib
 import logging
 import os
@@ -75,9 +76,9 @@ def _torchvision_weights_url(name: str) -> str:
 def weights_url(path: str) -> Optional[str]:
     """The download URL that ``path`` names, or None for a local path."""
     if path.startswith(TORCHVISION_PREFIX):
-        return _torchvision_weights_url(path[len(TORCHVISION_PREFIX):])
+        return _torchvision_weights_url(path[len(TORCHVISION_PREFIX) :])
     if path.startswith(DETECTRON2_PREFIX):
-        return DETECTRON2_MODEL_ZOO_URL + path[len(DETECTRON2_PREFIX):].lstrip("/")
+        return DETECTRON2_MODEL_ZOO_URL + path[len(DETECTRON2_PREFIX) :].lstrip("/")
     if path.startswith(("http://", "https://", "ftp://")):
         return path
     return None

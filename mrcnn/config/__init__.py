@@ -1,4 +1,5 @@
 """Configuration: `get_cfg()` gives every default; yaml files and KEY VALUE pairs override them."""
+
 from .config import CfgNode, load_yaml_with_base
 from .defaults import _C
 from .errors import ConfigError

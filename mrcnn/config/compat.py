@@ -14,6 +14,7 @@ Two kinds, so that detectron2 yaml files load unchanged:
 The module is tables plus the two functions that read them. It sits below config.py (the merge
 imports it; it imports only `ConfigError` and `parse_literal`), so adding a key is adding a row.
 """
+
 from typing import Any, Dict, List, Tuple
 
 from .errors import ConfigError
@@ -43,7 +44,9 @@ DETECTRON2_ONLY_DEFAULTS: Dict[str, Any] = {
     "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES": 50,
     # Cascade R-CNN
     "MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS": [
-        [10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0],
+        [10.0, 10.0, 5.0, 5.0],
+        [20.0, 20.0, 10.0, 10.0],
+        [30.0, 30.0, 15.0, 15.0],
     ],
     "MODEL.ROI_BOX_CASCADE_HEAD.IOUS": [0.5, 0.6, 0.7],
     # keypoint R-CNN
@@ -90,9 +93,7 @@ DETECTRON2_ONLY_DEFAULTS: Dict[str, Any] = {
 
 # Groups that exist only in detectron2 ("MODEL.RETINANET", ...), for naming unknown keys inside them.
 _DETECTRON2_ONLY_GROUPS = {
-    ".".join(key.split(".")[:depth])
-    for key in DETECTRON2_ONLY_DEFAULTS
-    for depth in range(1, key.count(".") + 1)
+    ".".join(key.split(".")[:depth]) for key in DETECTRON2_ONLY_DEFAULTS for depth in range(1, key.count(".") + 1)
 }
 
 
@@ -132,6 +133,7 @@ def accept_detectron2_key(full_key: str, value: Any, source: str) -> bool:
             f"that mrcnn does not have; remove the key or set it to detectron2's default {default!r}."
         )
     return True
+
 
 # (dotted key, value meaning "feature off", what the feature is)
 UNSUPPORTED_WHEN_CHANGED: List[Tuple[str, Any, str]] = [

@@ -1,4 +1,5 @@
 """The configuration tree: attribute access, yaml files with `_BASE_`, strict typed merging."""
+
 import copy
 import difflib
 import os
@@ -44,9 +45,7 @@ class CfgNode(dict):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self.is_frozen():
-            raise AttributeError(
-                f"Cannot set '{name}': the config is frozen (call cfg.defrost() first)."
-            )
+            raise AttributeError(f"Cannot set '{name}': the config is frozen (call cfg.defrost() first).")
         self[name] = CfgNode(value) if isinstance(value, dict) and not isinstance(value, CfgNode) else value
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -138,9 +137,7 @@ class CfgNode(dict):
         """Merge ``["KEY.PATH", "value", ...]`` pairs from the command line."""
         pairs = list(pairs)
         if len(pairs) % 2 != 0:
-            raise ConfigError(
-                f"Overrides must come as KEY VALUE pairs; got an odd number of items: {pairs}"
-            )
+            raise ConfigError(f"Overrides must come as KEY VALUE pairs; got an odd number of items: {pairs}")
         for dotted, raw in zip(pairs[0::2], pairs[1::2]):
             value = parse_literal(raw) if isinstance(raw, str) else raw
             if not self._has_key(str(dotted)) and accept_detectron2_key(str(dotted), value, "the command line"):
@@ -194,8 +191,7 @@ class CfgNode(dict):
             if isinstance(self[key], CfgNode):
                 if not isinstance(value, dict):
                     raise ConfigError(
-                        f"Config key '{full_key}' (from {source}) is a group of keys; "
-                        f"got the value {value!r}."
+                        f"Config key '{full_key}' (from {source}) is a group of keys; got the value {value!r}."
                     )
                 self[key]._merge_dict(value, source, prefix=full_key + ".", root=root)
             else:
@@ -313,9 +309,7 @@ def load_yaml_with_base(path: str, _chain: Tuple[str, ...] = ()) -> Dict[str, An
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
         if _chain:
-            raise FileNotFoundError(
-                f"_BASE_ file not found: looked for '{path}' (named in '{_chain[-1]}')."
-            )
+            raise FileNotFoundError(f"_BASE_ file not found: looked for '{path}' (named in '{_chain[-1]}').")
         raise FileNotFoundError(f"Config file not found: '{path}'.")
     if os.path.abspath(path) in _chain:
         raise ConfigError(f"_BASE_ cycle: '{path}' includes itself via {' -> '.join(_chain)}.")

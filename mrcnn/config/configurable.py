@@ -14,6 +14,7 @@ can be built either with plain arguments, ``Head(num_classes=3, dim=256)``, or f
 ``Head(cfg, input_shape)``: when the first argument is a config, `from_config` maps it to the
 arguments (extra keyword arguments override them).
 """
+
 import functools
 import inspect
 from typing import Any, Callable

@@ -3,6 +3,7 @@
 Key names follow detectron2 so that its yaml files and habits carry over. The tree is built with
 the small `CfgNode` dict below and turned into an omegaconf config by `get_cfg()`.
 """
+
 from .config import CfgNode as CN
 
 _C = CN()

@@ -1,4 +1,5 @@
 """Values written as text (command-line overrides, "(0.5, 0.6)" in yaml) read as Python literals."""
+
 import ast
 from typing import Any
 

@@ -1,7 +1,11 @@
 """Data: dataset catalogs, COCO and synthetic datasets, transforms, mappers, samplers and loaders."""
-from . import transforms  # noqa: F401
-from .catalog import DatasetCatalog, Metadata, MetadataCatalog
-from . import datasets  # noqa: F401  (registers the built-in datasets)
+
+from . import (  # noqa: F401
+    datasets,  # noqa: F401  (registers the built-in datasets)
+    detection_utils,
+    samplers,
+    transforms,  # noqa: F401
+)
 from .build import (
     build_batch_data_loader,
     build_detection_test_loader,
@@ -9,9 +13,9 @@ from .build import (
     get_detection_dataset_dicts,
     trivial_batch_collator,
 )
+from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset, num_skipped_images
 from .dataset_mapper import MAPPER_REGISTRY, DatasetMapper, build_mapper
-from . import detection_utils, samplers  # noqa: F401
 
 __all__ = [
     "DatasetCatalog",

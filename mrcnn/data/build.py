@@ -1,8 +1,9 @@
 """Build the training and test data loaders from a config."""
+
 import logging
 import random
 from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -45,18 +46,21 @@ def filter_images_with_only_crowd_annotations(dataset_dicts: List[dict]) -> List
 
 
 def _log_instance_histogram(dataset_dicts: List[dict], class_names: Optional[Sequence[str]]) -> None:
-    counts = Counter(a["category_id"] for d in dataset_dicts for a in d.get("annotations", [])
-                     if a.get("iscrowd", 0) == 0)
+    counts = Counter(
+        a["category_id"] for d in dataset_dicts for a in d.get("annotations", []) if a.get("iscrowd", 0) == 0
+    )
     if not counts:
         return
-    rows = [(class_names[c] if class_names and 0 <= c < len(class_names) else str(c), counts[c])
-            for c in sorted(counts)]
+    rows = [
+        (class_names[c] if class_names and 0 <= c < len(class_names) else str(c), counts[c]) for c in sorted(counts)
+    ]
     rows.append(("total", sum(counts.values())))
     logger.info("Instances per category:\n" + tabulate(rows, headers=["category", "#instances"], tablefmt="pipe"))
 
 
-def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: bool = True,
-                                proposal_files: Optional[Sequence[str]] = None) -> List[dict]:
+def get_detection_dataset_dicts(
+    names: Union[str, Sequence[str]], filter_empty: bool = True, proposal_files: Optional[Sequence[str]] = None
+) -> List[dict]:
     """The concatenated dataset dicts of registered datasets ``names``.
 
     With ``filter_empty``, images without any non-crowd annotation are dropped (training).
@@ -75,8 +79,9 @@ def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: 
     classes = [MetadataCatalog.get(name).get("thing_classes") for name in names]
     for name, cls in zip(names[1:], classes[1:]):
         if cls is not None and classes[0] is not None and list(cls) != list(classes[0]):
-            raise ValueError(f"Datasets '{names[0]}' and '{name}' have different thing_classes; "
-                             "they cannot be combined")
+            raise ValueError(
+                f"Datasets '{names[0]}' and '{name}' have different thing_classes; they cannot be combined"
+            )
     dataset_dicts = [d for dicts in per_dataset for d in dicts]
     has_annotations = "annotations" in dataset_dicts[0]
     if filter_empty and has_annotations:
@@ -113,14 +118,22 @@ def _loader_generator(seed: Optional[int]) -> Optional[torch.Generator]:
     return generator
 
 
-def build_batch_data_loader(dataset: torchdata.Dataset, sampler: torchdata.Sampler, total_batch_size: int,
-                            *, aspect_ratio_grouping: bool = True, num_workers: int = 0,
-                            seed: Optional[int] = None) -> torchdata.DataLoader:
+def build_batch_data_loader(
+    dataset: torchdata.Dataset,
+    sampler: torchdata.Sampler,
+    total_batch_size: int,
+    *,
+    aspect_ratio_grouping: bool = True,
+    num_workers: int = 0,
+    seed: Optional[int] = None,
+) -> torchdata.DataLoader:
     """A loader yielding lists of ``total_batch_size / world_size`` mapped dicts per rank."""
     world_size = comm.get_world_size()
     if total_batch_size <= 0 or total_batch_size % world_size != 0:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the "
-                         f"number of processes ({world_size})")
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the "
+            f"number of processes ({world_size})"
+        )
     batched = SampledBatchDataset(dataset, sampler, total_batch_size // world_size, aspect_ratio_grouping)
     return torchdata.DataLoader(
         batched,
@@ -141,14 +154,20 @@ def _build_train_sampler(cfg, dataset_dicts: List[dict]) -> torchdata.Sampler:
         return TrainingSampler(len(dataset_dicts), seed=seed)
     if name == "RepeatFactorTrainingSampler":
         factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
-            dataset_dicts, cfg.DATALOADER.REPEAT_THRESHOLD)
+            dataset_dicts, cfg.DATALOADER.REPEAT_THRESHOLD
+        )
         return RepeatFactorTrainingSampler(factors, seed=seed)
-    raise ValueError(f"Unknown DATALOADER.SAMPLER_TRAIN '{name}'; expected 'TrainingSampler' or "
-                     "'RepeatFactorTrainingSampler'")
+    raise ValueError(
+        f"Unknown DATALOADER.SAMPLER_TRAIN '{name}'; expected 'TrainingSampler' or 'RepeatFactorTrainingSampler'"
+    )
 
 
-def build_detection_train_loader(cfg, mapper: Optional[Callable] = None, dataset: Optional[List[dict]] = None,
-                                 sampler: Optional[torchdata.Sampler] = None) -> torchdata.DataLoader:
+def build_detection_train_loader(
+    cfg,
+    mapper: Optional[Callable] = None,
+    dataset: Optional[List[dict]] = None,
+    sampler: Optional[torchdata.Sampler] = None,
+) -> torchdata.DataLoader:
     """An endless training loader over DATASETS.TRAIN: each item is a list of IMS_PER_BATCH / world_size
     mapped dicts (see DatasetMapper), grouped by aspect ratio if DATALOADER.ASPECT_RATIO_GROUPING.
 
@@ -161,20 +180,31 @@ def build_detection_train_loader(cfg, mapper: Optional[Callable] = None, dataset
         mapper = build_mapper(cfg, True)
     if sampler is None:
         sampler = _build_train_sampler(cfg, dataset)
-    mapped = MapDataset(DatasetFromList(dataset, copy=False), mapper,
-                        max_retries=int(_cfg_value(cfg, "DATALOADER.MAX_LOAD_RETRIES", 10)))
+    mapped = MapDataset(
+        DatasetFromList(dataset, copy=False),
+        mapper,
+        max_retries=int(_cfg_value(cfg, "DATALOADER.MAX_LOAD_RETRIES", 10)),
+    )
     return build_batch_data_loader(
-        mapped, sampler, cfg.SOLVER.IMS_PER_BATCH,
+        mapped,
+        sampler,
+        cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         seed=cfg.SEED,
     )
 
 
-def build_detection_test_loader(cfg=None, dataset_name: Union[str, Sequence[str], None] = None,
-                                mapper: Optional[Callable] = None, *, dataset: Optional[List[dict]] = None,
-                                batch_size: int = 1, num_workers: Optional[int] = None,
-                                sampler: Optional[torchdata.Sampler] = None) -> torchdata.DataLoader:
+def build_detection_test_loader(
+    cfg=None,
+    dataset_name: Union[str, Sequence[str], None] = None,
+    mapper: Optional[Callable] = None,
+    *,
+    dataset: Optional[List[dict]] = None,
+    batch_size: int = 1,
+    num_workers: Optional[int] = None,
+    sampler: Optional[torchdata.Sampler] = None,
+) -> torchdata.DataLoader:
     """A loader over every image of ``dataset_name`` (or the dicts ``dataset``) once, this rank's
     contiguous shard in order; items are lists of ``batch_size`` mapped dicts.
 

@@ -1,4 +1,5 @@
 """Name → dataset and name → metadata catalogs, shared by training, evaluation and visualization."""
+
 import copy
 import logging
 from collections import UserDict

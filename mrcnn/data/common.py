@@ -1,4 +1,5 @@
 """Dataset wrappers between the list of dicts, the mapper, the sampler and the DataLoader."""
+
 import copy
 import itertools
 import logging
@@ -61,8 +62,7 @@ class MapDataset(torchdata.Dataset):
     it raises, naming the files. Without it (evaluation) errors propagate unchanged.
     """
 
-    def __init__(self, dataset: torchdata.Dataset, map_func: Callable[[Any], Any],
-                 max_retries: Optional[int] = None):
+    def __init__(self, dataset: torchdata.Dataset, map_func: Callable[[Any], Any], max_retries: Optional[int] = None):
         self._dataset, self._map_func, self._max_retries = dataset, map_func, max_retries
 
     def __len__(self) -> int:
@@ -85,8 +85,10 @@ class MapDataset(torchdata.Dataset):
             file_name = item.get("file_name", f"index {index}") if isinstance(item, dict) else f"index {index}"
             failures.append(file_name)
             _num_skipped += 1
-            logger.warning(f"Skipping training image {file_name} ({reason}); "
-                           f"{_num_skipped} image(s) skipped so far in this process.")
+            logger.warning(
+                f"Skipping training image {file_name} ({reason}); "
+                f"{_num_skipped} image(s) skipped so far in this process."
+            )
             index = int(np.random.randint(len(self._dataset)))
         raise RuntimeError(
             f"{len(failures)} training images in a row could not be used "
@@ -101,8 +103,13 @@ class SampledBatchDataset(torchdata.IterableDataset):
     landscape (w > h) and portrait images fill separate batches, so a batch pads less.
     """
 
-    def __init__(self, dataset: torchdata.Dataset, sampler: torchdata.Sampler, batch_size: int,
-                 aspect_ratio_grouping: bool = True):
+    def __init__(
+        self,
+        dataset: torchdata.Dataset,
+        sampler: torchdata.Sampler,
+        batch_size: int,
+        aspect_ratio_grouping: bool = True,
+    ):
         if batch_size <= 0:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.dataset, self.sampler = dataset, sampler

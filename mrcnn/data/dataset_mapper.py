@@ -1,7 +1,8 @@
 """The default mapper: one dataset dict → the dict the model reads (image tensor + Instances)."""
+
 import copy
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -31,14 +32,22 @@ class DatasetMapper:
     """
 
     @configurable
-    def __init__(self, is_train: bool, *, augmentations: List[T.Augmentation], image_format: str = "BGR",
-                 use_instance_mask: bool = True, instance_mask_format: str = "polygon",
-                 recompute_boxes: bool = False):
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: List[T.Augmentation],
+        image_format: str = "BGR",
+        use_instance_mask: bool = True,
+        instance_mask_format: str = "polygon",
+        recompute_boxes: bool = False,
+    ):
         if recompute_boxes and not use_instance_mask:
             raise ValueError("DatasetMapper: recompute_boxes needs use_instance_mask")
         if instance_mask_format not in ("polygon", "bitmask"):
-            raise ValueError(f"DatasetMapper: instance_mask_format must be 'polygon' or 'bitmask', "
-                             f"got '{instance_mask_format}'")
+            raise ValueError(
+                f"DatasetMapper: instance_mask_format must be 'polygon' or 'bitmask', got '{instance_mask_format}'"
+            )
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -79,8 +88,7 @@ class DatasetMapper:
             self._transform_annotations(dataset_dict, transforms, image_shape)
         return dataset_dict
 
-    def _transform_annotations(self, dataset_dict: Dict[str, Any], transforms: T.TransformList,
-                               image_shape) -> None:
+    def _transform_annotations(self, dataset_dict: Dict[str, Any], transforms: T.TransformList, image_shape) -> None:
         annotations = []
         for annotation in dataset_dict.pop("annotations"):
             if annotation.get("iscrowd", 0) != 0:
@@ -94,7 +102,8 @@ class DatasetMapper:
             if utils.annotation_is_nonempty(annotation):
                 annotations.append(annotation)
         dataset_dict["instances"] = utils.annotations_to_instances(
-            annotations, image_shape, mask_format=self.instance_mask_format)
+            annotations, image_shape, mask_format=self.instance_mask_format
+        )
 
 
 def build_mapper(cfg, is_train: bool) -> Any:

@@ -1,4 +1,5 @@
 """Functions the mapper uses: read images, transform annotations, turn them into `Instances`."""
+
 import logging
 from typing import Any, Dict, List, Sequence, Union
 
@@ -109,8 +110,9 @@ def _to_xyxy(bbox: Sequence[float], mode: BoxMode) -> np.ndarray:
     raise ValueError(f"Unsupported bbox_mode {mode!r}; dataset dicts use XYWH_ABS or XYXY_ABS")
 
 
-def transform_instance_annotations(annotation: Dict[str, Any], transforms: T.TransformList,
-                                   image_size: Sequence[int]) -> Dict[str, Any]:
+def transform_instance_annotations(
+    annotation: Dict[str, Any], transforms: T.TransformList, image_size: Sequence[int]
+) -> Dict[str, Any]:
     """Apply ``transforms`` to one annotation's box and segmentation; the box becomes XYXY_ABS.
 
     ``image_size`` is (height, width) after the transforms. Polygons stay flat polygon lists;
@@ -133,8 +135,9 @@ def transform_instance_annotations(annotation: Dict[str, Any], transforms: T.Tra
     return annotation
 
 
-def annotations_to_instances(annotations: List[Dict[str, Any]], image_size: Sequence[int],
-                             mask_format: str = "polygon") -> Instances:
+def annotations_to_instances(
+    annotations: List[Dict[str, Any]], image_size: Sequence[int], mask_format: str = "polygon"
+) -> Instances:
     """Transformed annotations → Instances with gt_boxes, gt_classes and (if segmented) gt_masks.
 
     With ``mask_format="polygon"``, an image whose annotations are all polygons gets
@@ -146,8 +149,9 @@ def annotations_to_instances(annotations: List[Dict[str, Any]], image_size: Sequ
         raise ValueError(f"INPUT.MASK_FORMAT must be 'polygon' or 'bitmask', got '{mask_format}'")
     height, width = int(image_size[0]), int(image_size[1])
     instances = Instances((height, width))
-    boxes = np.array([_to_xyxy(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS)) for a in annotations],
-                     dtype=np.float32).reshape(-1, 4)
+    boxes = np.array(
+        [_to_xyxy(a["bbox"], a.get("bbox_mode", BoxMode.XYWH_ABS)) for a in annotations], dtype=np.float32
+    ).reshape(-1, 4)
     gt_boxes = Boxes(torch.as_tensor(boxes))
     gt_boxes.clip((height, width))
     instances.gt_boxes = gt_boxes
@@ -159,13 +163,17 @@ def annotations_to_instances(annotations: List[Dict[str, Any]], image_size: Sequ
             raise ValueError("Some annotations of this image have a segmentation and some do not")
         all_polygons = all(isinstance(s, list) for s in segms)
         if mask_format == "polygon" and all_polygons:
-            instances.gt_masks = PolygonMasks([[np.asarray(p, dtype=np.float64).reshape(-1) for p in s]
-                                               for s in segms])
+            instances.gt_masks = PolygonMasks([[np.asarray(p, dtype=np.float64).reshape(-1) for p in s] for s in segms])
         else:
-            masks = [polygons_to_bitmask(s, height, width) if isinstance(s, list)
-                     else _segmentation_to_mask(s, height, width) for s in segms]
-            instances.gt_masks = BitMasks(torch.from_numpy(np.stack(masks)) if masks
-                                          else torch.zeros((0, height, width), dtype=torch.bool))
+            masks = [
+                polygons_to_bitmask(s, height, width)
+                if isinstance(s, list)
+                else _segmentation_to_mask(s, height, width)
+                for s in segms
+            ]
+            instances.gt_masks = BitMasks(
+                torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, height, width), dtype=torch.bool)
+            )
     return instances
 
 
@@ -200,8 +208,9 @@ def annotation_is_nonempty(annotation: Dict[str, Any], box_threshold: float = 1e
     return bool(np.any(segmentation))
 
 
-def filter_empty_instances(instances: Instances, by_box: bool = True, by_mask: bool = True,
-                           box_threshold: float = 1e-5) -> Instances:
+def filter_empty_instances(
+    instances: Instances, by_box: bool = True, by_mask: bool = True, box_threshold: float = 1e-5
+) -> Instances:
     """Drop instances whose box is (nearly) empty or whose mask has no pixels (e.g. cropped away)."""
     keep = torch.ones(len(instances), dtype=torch.bool)
     if by_box:
@@ -224,13 +233,19 @@ def build_augmentation(cfg, is_train: bool) -> List[T.Augmentation]:
         raise ValueError(f"INPUT.PHOTOMETRIC_DISTORT needs INPUT.FORMAT 'RGB' or 'BGR', got '{cfg.INPUT.FORMAT}'")
     if photometric.ENABLED:
         # before resizing: fewer pixels to change when upscaling, and the result barely differs
-        augmentations.append(T.RandomPhotometricDistort(
-            brightness=photometric.BRIGHTNESS, contrast=photometric.CONTRAST, saturation=photometric.SATURATION,
-            hue=photometric.HUE, prob=photometric.PROB,
-            image_format=cfg.INPUT.FORMAT,
-        ))
-    augmentations.append(T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN,
-                                              cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING))
+        augmentations.append(
+            T.RandomPhotometricDistort(
+                brightness=photometric.BRIGHTNESS,
+                contrast=photometric.CONTRAST,
+                saturation=photometric.SATURATION,
+                hue=photometric.HUE,
+                prob=photometric.PROB,
+                image_format=cfg.INPUT.FORMAT,
+            )
+        )
+    augmentations.append(
+        T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)
+    )
     flip, prob = cfg.INPUT.RANDOM_FLIP, cfg.INPUT.RANDOM_FLIP_PROB
     if flip not in ("none", "horizontal", "vertical", "both"):
         raise ValueError(f"INPUT.RANDOM_FLIP must be 'none', 'horizontal', 'vertical' or 'both', got '{flip}'")

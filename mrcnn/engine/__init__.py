@@ -1,4 +1,5 @@
 """Training engine: the hook-based loop, hooks, AMP, distributed launch and DefaultTrainer."""
+
 from . import hooks
 from .defaults import (
     DefaultTrainer,
@@ -14,7 +15,6 @@ from .launch import launch, started_by_torchrun
 from .train_loop import AMPTrainer, HookBase, SimpleTrainer, TrainerBase
 
 
-
 def __getattr__(name: str):
     # DefaultPredictor pulls in the whole model and data stack; importing it only when asked keeps
     # `import mrcnn.engine` light for processes that only train (each spawned rank imports it).
@@ -23,6 +23,7 @@ def __getattr__(name: str):
 
         return DefaultPredictor
     raise AttributeError(f"module 'mrcnn.engine' has no attribute '{name}'")
+
 
 __all__ = [
     "hooks",

@@ -11,6 +11,7 @@ Typical script (what tools/train_net.py does)::
         trainer.resume_or_load(resume=args.resume)
         return trainer.train()
 """
+
 import argparse
 import inspect
 import json
@@ -88,7 +89,9 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         help="continue from OUTPUT_DIR/last_checkpoint if it exists (else start fresh); "
         "without it MODEL.WEIGHTS is loaded and training starts at iteration 0",
     )
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS (or the last checkpoint with --resume)")
+    parser.add_argument(
+        "--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS (or the last checkpoint with --resume)"
+    )
     parser.add_argument(
         "--num-gpus",
         type=int,
@@ -385,7 +388,9 @@ class DefaultTrainer(TrainerBase):
         return build_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod
-    def test(cls, cfg: CfgNode, model: nn.Module, evaluators: Optional[Union[Any, Sequence[Any]]] = None) -> Dict[str, Any]:
+    def test(
+        cls, cfg: CfgNode, model: nn.Module, evaluators: Optional[Union[Any, Sequence[Any]]] = None
+    ) -> Dict[str, Any]:
         """Run inference on every DATASETS.TEST set and evaluate it.
 
         Writes ``OUTPUT_DIR/eval_results.json`` as ``{dataset_name: results}`` and returns that dict,
@@ -397,7 +402,9 @@ class DefaultTrainer(TrainerBase):
         if evaluators is not None and not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]
         if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
-            raise ValueError(f"Got {len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} test sets (DATASETS.TEST).")
+            raise ValueError(
+                f"Got {len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} test sets (DATASETS.TEST)."
+            )
         results: Dict[str, Any] = OrderedDict()
         for index, dataset_name in enumerate(cfg.DATASETS.TEST):
             data_loader = cls.build_test_loader(cfg, dataset_name)

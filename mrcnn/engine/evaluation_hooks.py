@@ -1,4 +1,5 @@
 """Hooks that measure the model while it trains: evaluation, validation loss, best checkpoint, early stop."""
+
 import logging
 import math
 from collections import defaultdict
@@ -51,7 +52,9 @@ class EvalHook(HookBase):
     afterwards: evaluating does not change the training that follows.
     """
 
-    def __init__(self, eval_period: int, eval_function: Callable[[], Optional[Mapping[str, Any]]], eval_after_train: bool = True):
+    def __init__(
+        self, eval_period: int, eval_function: Callable[[], Optional[Mapping[str, Any]]], eval_after_train: bool = True
+    ):
         self._period = eval_period
         self._func = eval_function
         self._eval_after_train = eval_after_train
@@ -130,7 +133,9 @@ class BestCheckpointer(HookBase):
     from the newest periodic checkpoint, not from the best one.
     """
 
-    def __init__(self, eval_period: int, checkpointer: Any, val_metric: str, mode: str = "max", file_prefix: str = "model_best"):
+    def __init__(
+        self, eval_period: int, checkpointer: Any, val_metric: str, mode: str = "max", file_prefix: str = "model_best"
+    ):
         self._period = eval_period
         self._checkpointer = checkpointer
         self._metric = val_metric
@@ -194,7 +199,9 @@ class EarlyStopping(HookBase):
     TEST.EVAL_PERIOD); the main process decides and every rank stops at the same iteration.
     """
 
-    def __init__(self, metric: str, mode: str = "max", patience: int = 3, check_period: int = 0, min_delta: float = 0.0):
+    def __init__(
+        self, metric: str, mode: str = "max", patience: int = 3, check_period: int = 0, min_delta: float = 0.0
+    ):
         if patience < 1:
             raise ValueError(f"Early-stopping patience must be at least 1; got {patience}.")
         self._metric = metric
@@ -220,7 +227,9 @@ class EarlyStopping(HookBase):
         value, iteration = latest
         self._last_seen_iter = iteration
         improved = self.best_value is None or (
-            value > self.best_value + self._min_delta if self._mode == "max" else value < self.best_value - self._min_delta
+            value > self.best_value + self._min_delta
+            if self._mode == "max"
+            else value < self.best_value - self._min_delta
         )
         if improved and math.isfinite(value):
             self.best_value, self.num_bad = value, 0

@@ -11,6 +11,7 @@
 7. `EarlyStopping`          (SOLVER.EARLY_STOP.ENABLED) stop when a metric stops improving
 8. `PeriodicWriter`         console, metrics.json, TensorBoard; last, so it sees every scalar above
 """
+
 import datetime
 import logging
 import os
@@ -37,7 +38,7 @@ __all__ = [
     "BestCheckpointer",
     "ValidationLoss",
     "EarlyStopping",
-    "flatten_results_dict",
+    "flatten_results_dict",  # noqa: F822 (provided lazily by __getattr__ below)
 ]
 
 logger = logging.getLogger(__name__)

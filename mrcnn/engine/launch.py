@@ -6,6 +6,7 @@
 * Under ``torchrun`` (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT in the environment) the
   process group is created from that environment and no processes are spawned.
 """
+
 import logging
 import os
 import socket
@@ -88,7 +89,9 @@ def launch(
         return
     if dist_url in (None, "", "auto"):
         if num_machines != 1:
-            raise ValueError("dist_url 'auto' works on one machine only; pass tcp://IP:PORT of machine 0 to every machine.")
+            raise ValueError(
+                "dist_url 'auto' works on one machine only; pass tcp://IP:PORT of machine 0 to every machine."
+            )
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// rendezvous across machines needs a shared filesystem.")
@@ -130,7 +133,9 @@ def _distributed_worker(
             backend=backend, init_method=dist_url, world_size=world_size, rank=global_rank, timeout=timeout
         )
     except Exception as error:
-        raise RuntimeError(f"Process group initialisation failed at {dist_url} (rank {global_rank}): {error}") from error
+        raise RuntimeError(
+            f"Process group initialisation failed at {dist_url} (rank {global_rank}): {error}"
+        ) from error
     try:
         _create_local_groups(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
@@ -140,7 +145,9 @@ def _distributed_worker(
         dist.destroy_process_group()
 
 
-def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], timeout: timedelta, backend: Optional[str]) -> None:
+def _run_under_torchrun(
+    main_func: Callable[..., Any], args: Sequence[Any], timeout: timedelta, backend: Optional[str]
+) -> None:
     world_size = int(os.environ["WORLD_SIZE"])
     if world_size == 1:
         main_func(*args)

@@ -1,4 +1,5 @@
 """DefaultPredictor: a trained model behind one call, from a numpy image to Instances."""
+
 from __future__ import annotations
 
 import logging
@@ -60,7 +61,9 @@ class DefaultPredictor:
         if self.input_format not in _CHANNEL_ORDERS:
             raise ValueError(f"INPUT.FORMAT must be one of {_CHANNEL_ORDERS}, got '{self.input_format}'")
         min_size, max_size = self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MAX_SIZE_TEST
-        self.aug: Optional[Any] = T.ResizeShortestEdge([min_size], max_size, sample_style="choice") if min_size > 0 else None
+        self.aug: Optional[Any] = (
+            T.ResizeShortestEdge([min_size], max_size, sample_style="choice") if min_size > 0 else None
+        )
 
     @property
     def device(self) -> torch.device:

@@ -12,6 +12,7 @@ Order of calls in `TrainerBase.train`::
 
 `SimpleTrainer` does one plain fp32 step; `AMPTrainer` runs the forward pass under autocast.
 """
+
 import logging
 import time
 import weakref
@@ -288,7 +289,9 @@ class SimpleTrainer(TrainerBase):
 
 def _sum_losses(loss_dict: Mapping[str, torch.Tensor]) -> torch.Tensor:
     if not isinstance(loss_dict, Mapping) or not loss_dict:
-        raise TypeError(f"In training the model must return a non-empty dict of losses; got {type(loss_dict).__name__}.")
+        raise TypeError(
+            f"In training the model must return a non-empty dict of losses; got {type(loss_dict).__name__}."
+        )
     for name, value in loss_dict.items():
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise TypeError(f"Loss '{name}' must be a scalar tensor; got {value!r:.80}.")

@@ -1,4 +1,5 @@
 """Evaluation: the evaluator interface, COCO box/mask AP, and the inference loop that feeds evaluators."""
+
 from .build import EVALUATOR_REGISTRY, build_evaluator
 from .coco_backends import COCO_EVAL_BACKENDS, get_coco_eval_backend, register_coco_eval_backend
 from .coco_conversion import convert_to_coco_dict, convert_to_coco_json

@@ -1,4 +1,5 @@
 """The evaluator registry and `build_evaluator`, which picks an evaluator for a dataset."""
+
 import os
 from typing import Optional
 

@@ -19,6 +19,7 @@ COCO results, the precision table ``[T, R, K, A, M]`` that COCO's summary is com
 T IoU thresholds (0.50:0.05:0.95), R recall thresholds (101), K categories (ascending
 dataset ids), A area ranges (all, small, medium, large), M max-detections settings.
 """
+
 import contextlib
 import io
 import logging

@@ -6,6 +6,7 @@ converted here from its dataset dicts. The file name carries a hash of the dicts
 class metadata, so the conversion runs once per distinct content: a later evaluation of the
 same data finds the file and reuses it, while changed data gets a new file.
 """
+
 import datetime
 import hashlib
 import json
@@ -96,16 +97,19 @@ def convert_to_coco_dict(dataset_name: str, dataset_dicts: Optional[List[Dict[st
         if "image_id" not in record:
             raise KeyError(f"Dataset '{dataset_name}': record {index} has no 'image_id', which evaluation matches on")
         height, width = int(record["height"]), int(record["width"])
-        images.append({
-            "id": record["image_id"],
-            "width": width,
-            "height": height,
-            "file_name": str(record.get("file_name", "")),
-        })
+        images.append(
+            {
+                "id": record["image_id"],
+                "width": width,
+                "height": height,
+                "file_name": str(record.get("file_name", "")),
+            }
+        )
         for obj in record.get("annotations", []):
             where = f"Dataset '{dataset_name}', image {record['image_id']}"
-            box = BoxMode.convert(list(map(float, obj["bbox"])), obj.get("bbox_mode", BoxMode.XYWH_ABS),
-                                  BoxMode.XYWH_ABS)
+            box = BoxMode.convert(
+                list(map(float, obj["bbox"])), obj.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYWH_ABS
+            )
             category = int(obj["category_id"])
             if not 0 <= category < len(category_ids):
                 raise ValueError(f"{where}: category_id {category} is outside 0..{len(category_ids) - 1}")
@@ -125,10 +129,14 @@ def convert_to_coco_dict(dataset_name: str, dataset_dicts: Optional[List[Dict[st
             ann["area"] = float(obj["area"]) if "area" in obj else area
             annotations.append(ann)
 
-    logger.info(f"Converted dataset '{dataset_name}' to COCO format: {len(images)} images, {len(annotations)} annotations")
+    logger.info(
+        f"Converted dataset '{dataset_name}' to COCO format: {len(images)} images, {len(annotations)} annotations"
+    )
     return {
-        "info": {"description": f"{dataset_name}, converted from dataset dicts by mrcnn",
-                 "date_created": str(datetime.datetime.now())},
+        "info": {
+            "description": f"{dataset_name}, converted from dataset dicts by mrcnn",
+            "date_created": str(datetime.datetime.now()),
+        },
         "images": images,
         "annotations": annotations,
         "categories": categories,

@@ -1,4 +1,5 @@
 """COCO box and mask AP of model outputs on a registered dataset."""
+
 import copy
 import itertools
 import json
@@ -189,11 +190,13 @@ class COCOEvaluator(DatasetEvaluator):
             image_id = model_input["image_id"]
             if isinstance(image_id, (torch.Tensor, np.generic)):  # a collated id; json needs a plain int
                 image_id = image_id.item()
-            self._predictions.append({
-                "image_id": image_id,
-                "has_masks": instances.has("pred_masks"),
-                "results": instances_to_coco_json(instances, image_id),
-            })
+            self._predictions.append(
+                {
+                    "image_id": image_id,
+                    "has_masks": instances.has("pred_masks"),
+                    "results": instances_to_coco_json(instances, image_id),
+                }
+            )
 
     def evaluate(self) -> Dict[str, Any]:
         """Gather predictions on the main process and return the metrics per task (``{}`` elsewhere)."""
@@ -218,7 +221,9 @@ class COCOEvaluator(DatasetEvaluator):
             logger.warning(f"COCOEvaluator on '{self._dataset_name}': no image was processed; every AP is 0.")
             return self._zero_results(tasks)
         coco_gt = self._ground_truth()
-        coco_results = self._to_dataset_category_ids(list(itertools.chain.from_iterable(p["results"] for p in predictions)))
+        coco_results = self._to_dataset_category_ids(
+            list(itertools.chain.from_iterable(p["results"] for p in predictions))
+        )
         if self._output_dir:
             self._write_results(coco_results)
         if not coco_results:
@@ -233,7 +238,8 @@ class COCOEvaluator(DatasetEvaluator):
         if unknown:
             raise ValueError(
                 f"COCOEvaluator: {len(unknown)} image id(s) of the predictions are not in the ground truth of "
-                f"'{self._dataset_name}' (e.g. {sorted(map(str, unknown))[:5]}); inputs must carry the dataset's image_id."
+                f"'{self._dataset_name}' (e.g. {sorted(map(str, unknown))[:5]}); "
+                "inputs must carry the dataset's image_id."
             )
 
         results: Dict[str, Any] = OrderedDict()
@@ -257,7 +263,9 @@ class COCOEvaluator(DatasetEvaluator):
                     f"COCOEvaluator: json_file of dataset '{self._dataset_name}' does not exist: {json_file}"
                 )
             if json_file is None:
-                logger.info(f"Dataset '{self._dataset_name}' has no json_file; converting its dataset dicts to COCO json.")
+                logger.info(
+                    f"Dataset '{self._dataset_name}' has no json_file; converting its dataset dicts to COCO json."
+                )
                 json_file = convert_to_coco_json(self._dataset_name, self._output_dir)
             self._coco_gt = self._backend.load_ground_truth(json_file)
         return self._coco_gt
@@ -308,14 +316,16 @@ class COCOEvaluator(DatasetEvaluator):
         """COCO summary metrics and per-class AP (percent) from the ``[T, R, K, A, M]`` precision table."""
         # T: IoU 0.50:0.05:0.95, so index 0 is IoU 0.5 and index 5 is IoU 0.75; A: all/small/medium/large
         at_max_dets = precision[..., -1]
-        metrics = OrderedDict([
-            ("AP", _mean_of_valid(at_max_dets[:, :, :, 0])),
-            ("AP50", _mean_of_valid(at_max_dets[0, :, :, 0])),
-            ("AP75", _mean_of_valid(at_max_dets[5, :, :, 0])),
-            ("APs", _mean_of_valid(at_max_dets[:, :, :, 1])),
-            ("APm", _mean_of_valid(at_max_dets[:, :, :, 2])),
-            ("APl", _mean_of_valid(at_max_dets[:, :, :, 3])),
-        ])
+        metrics = OrderedDict(
+            [
+                ("AP", _mean_of_valid(at_max_dets[:, :, :, 0])),
+                ("AP50", _mean_of_valid(at_max_dets[0, :, :, 0])),
+                ("AP75", _mean_of_valid(at_max_dets[5, :, :, 0])),
+                ("APs", _mean_of_valid(at_max_dets[:, :, :, 1])),
+                ("APm", _mean_of_valid(at_max_dets[:, :, :, 2])),
+                ("APl", _mean_of_valid(at_max_dets[:, :, :, 3])),
+            ]
+        )
         gt_category_ids = self._backend.category_ids(coco_gt)
         per_class = []
         for name, dataset_id in zip(self._class_names(coco_gt), self._dataset_category_ids(coco_gt)):
@@ -326,8 +336,9 @@ class COCOEvaluator(DatasetEvaluator):
             per_class.append((name, value))
             metrics[f"AP-{name}"] = value
 
-        summary = tabulate([[metrics[m] for m in COCO_METRICS]], headers=COCO_METRICS, tablefmt="pipe",
-                           floatfmt=".3f", numalign="left")
+        summary = tabulate(
+            [[metrics[m] for m in COCO_METRICS]], headers=COCO_METRICS, tablefmt="pipe", floatfmt=".3f", numalign="left"
+        )
         logger.info(f"Evaluation results of '{self._dataset_name}' for {task} ({self._backend.name}):\n{summary}")
         nan_metrics = [m for m in COCO_METRICS if math.isnan(metrics[m])]
         if nan_metrics:
@@ -348,8 +359,12 @@ def _results_for_task(coco_results: List[Dict[str, Any]], task: str) -> List[Dic
     if task == "bbox":
         return [{k: r[k] for k in ("image_id", "category_id", "bbox", "score")} for r in coco_results]
     return [
-        {"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
-         "segmentation": copy.copy(r["segmentation"])}
+        {
+            "image_id": r["image_id"],
+            "category_id": r["category_id"],
+            "score": r["score"],
+            "segmentation": copy.copy(r["segmentation"]),
+        }
         for r in coco_results
         if "segmentation" in r
     ]

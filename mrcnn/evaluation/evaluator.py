@@ -1,4 +1,5 @@
 """The evaluator interface, a combinator of evaluators, and the inference loop that feeds them."""
+
 import datetime
 import logging
 import time
@@ -151,8 +152,16 @@ def _run_inference(
             now = time.perf_counter()
             if now - last_log_time >= log_period_s and idx >= times.num_warmup:
                 last_log_time = now
-                _log_progress(idx + 1, total, timed_batches, now - timed_start, times.data_seconds,
-                              times.compute_seconds, times.eval_seconds, times.timed_images)
+                _log_progress(
+                    idx + 1,
+                    total,
+                    timed_batches,
+                    now - timed_start,
+                    times.data_seconds,
+                    times.compute_seconds,
+                    times.eval_seconds,
+                    times.timed_images,
+                )
             data_start = time.perf_counter()
     end_time = time.perf_counter()
     times.total_seconds = end_time - start_time
@@ -249,9 +258,7 @@ def _log_progress(
     timed_images: int,
 ) -> None:
     seconds_per_batch = timed_seconds / max(timed_batches, 1)
-    eta = (
-        str(datetime.timedelta(seconds=int(seconds_per_batch * (total - done)))) if total is not None else "unknown"
-    )
+    eta = str(datetime.timedelta(seconds=int(seconds_per_batch * (total - done)))) if total is not None else "unknown"
     per_image = max(timed_images, 1)
     logger.info(
         f"Inference done {done}/{total if total is not None else '?'}. "

@@ -1,4 +1,5 @@
 """Printing, flattening and json-safe copies of evaluation results ``{task: {metric: value}}``."""
+
 import logging
 import math
 from collections import OrderedDict

@@ -1,4 +1,5 @@
 """Building blocks shared by models: thin wrappers over torchvision.ops, conv + norm, mask pasting."""
+
 from .batch_norm import (
     NORM_NAMES,
     FrozenBatchNorm2d,

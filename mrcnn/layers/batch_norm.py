@@ -1,4 +1,5 @@
 """Normalization layers: frozen batch norm and a name -> norm layer factory."""
+
 from typing import Callable, Optional, Tuple, Union
 
 import torch
@@ -15,6 +16,7 @@ __all__ = [
 ]
 
 NORM_NAMES = ("BN", "SyncBN", "FrozenBN", "GN")
+
 
 def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int) -> Optional[nn.Module]:
     """A norm layer for `out_channels` channels from a name ("BN", "SyncBN", "FrozenBN", "GN") or factory.

@@ -24,6 +24,7 @@ On the CPU the matmuls run per mask over the rows and columns its weights touch 
 box plus a pixel of margin) instead of the whole image: the same weights and products,
 but the work scales with the boxes' area rather than N×H×W. GPUs take the batched form.
 """
+
 from contextlib import contextmanager
 from typing import Iterator, Tuple, Union
 
@@ -50,9 +51,9 @@ def _one_hot_bilinear(
     positions = torch.arange(size, device=lower.device)
     lower_weight = torch.where(valid, 1.0 - frac, torch.zeros_like(frac))
     upper_weight = torch.where(valid, frac, torch.zeros_like(frac))
-    return (positions == lower[..., None]) * lower_weight[..., None] + (
-        positions == upper[..., None]
-    ) * upper_weight[..., None]
+    return (positions == lower[..., None]) * lower_weight[..., None] + (positions == upper[..., None]) * upper_weight[
+        ..., None
+    ]
 
 
 def _grid_weights(start: torch.Tensor, end: torch.Tensor, num_pixels: int, mask_size: int) -> torch.Tensor:

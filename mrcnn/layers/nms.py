@@ -1,4 +1,5 @@
 """Non-maximum suppression from torchvision.ops."""
+
 import torch
 from torchvision.ops import batched_nms as _batched_nms
 from torchvision.ops import nms as _nms

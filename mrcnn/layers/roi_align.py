@@ -1,4 +1,5 @@
 """ROIAlign module over torchvision.ops.roi_align."""
+
 from typing import Tuple, Union
 
 import torch

@@ -1,4 +1,5 @@
 """ShapeSpec: what a feature map looks like, passed between components instead of tensors."""
+
 from dataclasses import dataclass
 from typing import Optional
 

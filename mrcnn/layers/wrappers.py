@@ -1,4 +1,5 @@
 """Small wrappers around torch: Conv2d with optional norm/activation, cheap cat, nonzero as a tuple."""
+
 from typing import Callable, List, Optional, Tuple
 
 import torch

@@ -1,4 +1,5 @@
 """The (dx, dy, dw, dh) box parameterisation of R-CNN and the dense box-regression loss."""
+
 import math
 from typing import List, Sequence, Tuple, Union
 
@@ -133,18 +134,15 @@ def box_regression_loss(
         if smooth_l1_beta < 1e-5:
             # smooth_l1_loss with beta 0 has a 0/0 in its gradient on some versions.
             return F.l1_loss(pred_deltas[fg_mask], gt_deltas[fg_mask], reduction="sum")
-        return F.smooth_l1_loss(
-            pred_deltas[fg_mask], gt_deltas[fg_mask], beta=smooth_l1_beta, reduction="sum"
-        )
+        return F.smooth_l1_loss(pred_deltas[fg_mask], gt_deltas[fg_mask], beta=smooth_l1_beta, reduction="sum")
     if loss_type == "giou":
         from torchvision.ops import generalized_box_iou_loss
 
         num_images = pred_deltas.shape[0]
-        pred_boxes = box2box_transform.apply_deltas(
-            pred_deltas.reshape(-1, 4), anchors.repeat(num_images, 1)
-        ).reshape(pred_deltas.shape)
+        pred_boxes = box2box_transform.apply_deltas(pred_deltas.reshape(-1, 4), anchors.repeat(num_images, 1)).reshape(
+            pred_deltas.shape
+        )
         return generalized_box_iou_loss(pred_boxes[fg_mask], gt_boxes[fg_mask], reduction="sum")
     raise ValueError(
-        f"Unknown box regression loss type '{loss_type}' (MODEL.RPN.BBOX_REG_LOSS_TYPE); "
-        f"use 'smooth_l1' or 'giou'"
+        f"Unknown box regression loss type '{loss_type}' (MODEL.RPN.BBOX_REG_LOSS_TYPE); use 'smooth_l1' or 'giou'"
     )

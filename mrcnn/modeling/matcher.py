@@ -1,4 +1,5 @@
 """Assigns each prediction (anchor or proposal) to its best ground-truth box by IoU thresholds."""
+
 import math
 from typing import List, Tuple
 
@@ -61,18 +62,14 @@ class Matcher:
             match_labels: (N,) int8 label of each prediction (-1 ignore, 0 negative, 1 positive).
         """
         if match_quality_matrix.dim() != 2:
-            raise ValueError(
-                f"match_quality_matrix must be (G, N), got shape {tuple(match_quality_matrix.shape)}"
-            )
+            raise ValueError(f"match_quality_matrix must be (G, N), got shape {tuple(match_quality_matrix.shape)}")
         num_predictions = match_quality_matrix.shape[1]
         device = match_quality_matrix.device
         if match_quality_matrix.shape[0] == 0 or num_predictions == 0:
             # No ground truth: every prediction falls in the lowest interval (negative with
             # the usual labels), which is what makes background-only images train the RPN.
             matches = torch.zeros(num_predictions, dtype=torch.int64, device=device)
-            match_labels = torch.full(
-                (num_predictions,), self.labels[0], dtype=torch.int8, device=device
-            )
+            match_labels = torch.full((num_predictions,), self.labels[0], dtype=torch.int8, device=device)
             return matches, match_labels
 
         matched_vals, matches = match_quality_matrix.max(dim=0)

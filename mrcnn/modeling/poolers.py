@@ -1,4 +1,5 @@
 """Multi-level RoIAlign: each box is pooled from the FPN level that matches its size."""
+
 import math
 from typing import List, Sequence
 

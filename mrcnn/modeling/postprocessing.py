@@ -1,4 +1,5 @@
 """Rescale detections from the network's input size to the size the caller asked for."""
+
 import torch
 
 from mrcnn.layers import paste_masks_in_image
@@ -29,7 +30,10 @@ def detector_postprocess(
         output.pred_boxes = boxes
     if output.has("pred_masks") and output.pred_masks.dim() == 4:
         output.pred_masks = paste_masks_in_image(
-            output.pred_masks[:, 0], output.pred_boxes.tensor, (output_height, output_width),
-            threshold=mask_threshold, mode=paste_mode,
+            output.pred_masks[:, 0],
+            output.pred_boxes.tensor,
+            (output_height, output_width),
+            threshold=mask_threshold,
+            mode=paste_mode,
         )
     return output

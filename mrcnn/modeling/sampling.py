@@ -1,4 +1,5 @@
 """Random, fraction-controlled sampling of positive and negative labels."""
+
 from typing import Tuple
 
 import torch

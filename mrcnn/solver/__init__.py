@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedules built from SOLVER.* config keys."""
+
 from .build import (
     NORM_MODULE_TYPES,
     build_gradient_clipper,

@@ -1,4 +1,5 @@
 """Build the optimizer, the lr schedule and the gradient clipper from SOLVER.* keys."""
+
 import logging
 import math
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type
@@ -103,7 +104,9 @@ def build_lr_multiplier(cfg: Any) -> ParamScheduler:
     if name == "WarmupMultiStepLR":
         steps = [int(step) for step in solver.STEPS if step < max_iter]
         if len(steps) != len(solver.STEPS):
-            logger.warning(f"SOLVER.STEPS {list(solver.STEPS)} has steps at or past MAX_ITER={max_iter}; ignoring them.")
+            logger.warning(
+                f"SOLVER.STEPS {list(solver.STEPS)} has steps at or past MAX_ITER={max_iter}; ignoring them."
+            )
         if sorted(set(steps)) != steps:
             raise ValueError(f"SOLVER.STEPS must be strictly increasing; got {list(solver.STEPS)}.")
         if steps and steps[0] <= 0:
@@ -117,9 +120,7 @@ def build_lr_multiplier(cfg: Any) -> ParamScheduler:
         end_value = solver.BASE_LR_END / solver.BASE_LR if solver.BASE_LR > 0 else 0.0
         scheduler = CosineParamScheduler(1.0, end_value)
     else:
-        raise ValueError(
-            f"SOLVER.LR_SCHEDULER_NAME must be 'WarmupMultiStepLR' or 'WarmupCosineLR'; got '{name}'."
-        )
+        raise ValueError(f"SOLVER.LR_SCHEDULER_NAME must be 'WarmupMultiStepLR' or 'WarmupCosineLR'; got '{name}'.")
     warmup_length = solver.WARMUP_ITERS / max_iter
     if solver.WARMUP_ITERS <= 0:
         return scheduler

@@ -3,6 +3,7 @@
 The schedule is a function of training progress, ``multiplier(iteration / max_iter)``. `LRMultiplier`
 turns it into a torch lr scheduler stepped once per iteration.
 """
+
 import logging
 import math
 from typing import List
@@ -66,7 +67,9 @@ class LRMultiplier(_TorchLRScheduler):
     Call `step()` once after every iteration.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler, max_iter: int, last_iter: int = -1):
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, multiplier: ParamScheduler, max_iter: int, last_iter: int = -1
+    ):
         if not isinstance(multiplier, ParamScheduler):
             raise TypeError(f"multiplier must be an fvcore ParamScheduler; got {type(multiplier).__name__}.")
         if max_iter <= 0:

@@ -1,4 +1,5 @@
 """Data structures passed between stages: boxes, per-image instances, padded image batches, masks."""
+
 from .boxes import Boxes, BoxMode, pairwise_intersection, pairwise_ioa, pairwise_iou
 from .image_list import ImageList
 from .instances import Instances

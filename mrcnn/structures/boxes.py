@@ -1,4 +1,5 @@
 """Axis-aligned boxes: the Boxes container, BoxMode conversions and pairwise overlap measures."""
+
 from __future__ import annotations
 
 from enum import IntEnum
@@ -18,7 +19,7 @@ class BoxMode(IntEnum):
     XYWH_ABS = 1  # (x0, y0, width, height), as in COCO annotations
 
     @staticmethod
-    def convert(box: BoxLike, from_mode: "BoxMode", to_mode: "BoxMode") -> BoxLike:
+    def convert(box: BoxLike, from_mode: BoxMode, to_mode: BoxMode) -> BoxLike:
         """Convert one box (4,) or many (N, 4) between modes; the result has the input's type."""
         from_mode, to_mode = BoxMode(from_mode), BoxMode(to_mode)
         if from_mode == to_mode:
@@ -36,7 +37,9 @@ class BoxMode(IntEnum):
         else:
             raise TypeError(f"BoxMode.convert: unsupported box type {original_type.__name__}")
         if array.shape[-1] != 4:
-            raise ValueError(f"BoxMode.convert: boxes must have 4 values in the last dim, got shape {tuple(array.shape)}")
+            raise ValueError(
+                f"BoxMode.convert: boxes must have 4 values in the last dim, got shape {tuple(array.shape)}"
+            )
         if from_mode == BoxMode.XYWH_ABS and to_mode == BoxMode.XYXY_ABS:
             array[..., 2] = array[..., 0] + array[..., 2]
             array[..., 3] = array[..., 1] + array[..., 3]
@@ -67,11 +70,11 @@ class Boxes:
             raise ValueError(f"Boxes expects an (N, 4) tensor, got shape {tuple(tensor.shape)}")
         self.tensor = tensor
 
-    def clone(self) -> "Boxes":
+    def clone(self) -> Boxes:
         """A deep copy."""
         return Boxes(self.tensor.clone())
 
-    def to(self, device: Union[str, torch.device]) -> "Boxes":
+    def to(self, device: Union[str, torch.device]) -> Boxes:
         """The boxes on another device."""
         return Boxes(self.tensor.to(device))
 
@@ -120,7 +123,7 @@ class Boxes:
         self.tensor[:, 0::2] *= scale_x
         self.tensor[:, 1::2] *= scale_y
 
-    def __getitem__(self, item) -> "Boxes":
+    def __getitem__(self, item) -> Boxes:
         """Index with an int, slice, bool mask or index tensor; always returns Boxes."""
         if isinstance(item, (int, np.integer)):
             return Boxes(self.tensor[item].view(1, -1))
@@ -140,7 +143,7 @@ class Boxes:
         yield from self.tensor
 
     @classmethod
-    def cat(cls, boxes_list: List["Boxes"]) -> "Boxes":
+    def cat(cls, boxes_list: List[Boxes]) -> Boxes:
         """Concatenate a list of Boxes into one."""
         if not isinstance(boxes_list, (list, tuple)):
             raise TypeError("Boxes.cat expects a list of Boxes")
@@ -170,4 +173,6 @@ def pairwise_ioa(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection over the area of boxes2, (N, M); 0 where boxes2 has no area."""
     area2 = boxes2.area()
     inter = pairwise_intersection(boxes1, boxes2)
-    return torch.where(inter > 0, inter / area2[None, :].clamp(min=torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
+    return torch.where(
+        inter > 0, inter / area2[None, :].clamp(min=torch.finfo(inter.dtype).tiny), torch.zeros_like(inter)
+    )

@@ -1,7 +1,8 @@
 """ImageList: images of different sizes padded into one batch tensor, remembering each true size."""
+
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ class ImageList:
         height, width = self.image_sizes[index]
         return self.tensor[index, ..., :height, :width]
 
-    def to(self, *args, **kwargs) -> "ImageList":
+    def to(self, *args, **kwargs) -> ImageList:
         """The same batch on another device / dtype."""
         return ImageList(self.tensor.to(*args, **kwargs), self.image_sizes)
 
@@ -39,7 +40,7 @@ class ImageList:
         tensors: Sequence[torch.Tensor],
         size_divisibility: int = 0,
         pad_value: float = 0.0,
-    ) -> "ImageList":
+    ) -> ImageList:
         """Pad (C, H, W) images at the bottom/right to a common size divisible by `size_divisibility`."""
         if len(tensors) == 0:
             raise ValueError("ImageList.from_tensors needs at least one image")

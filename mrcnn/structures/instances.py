@@ -1,4 +1,5 @@
 """Instances: the per-image bag of equally long fields (boxes, scores, classes, masks...)."""
+
 from __future__ import annotations
 
 import itertools
@@ -39,7 +40,9 @@ class Instances:
     def __getattr__(self, name: str) -> Any:
         # only reached when normal lookup fails, i.e. for fields
         if name == "_fields" or name not in self.__dict__.get("_fields", {}):
-            raise AttributeError(f"Instances has no field '{name}'; fields are {list(self.__dict__.get('_fields', {}))}")
+            raise AttributeError(
+                f"Instances has no field '{name}'; fields are {list(self.__dict__.get('_fields', {}))}"
+            )
         return self._fields[name]
 
     def set(self, name: str, value: Any) -> None:
@@ -86,7 +89,7 @@ class Instances:
         """The name -> value dict of all fields (the live dict, not a copy)."""
         return self._fields
 
-    def to(self, *args: Any, **kwargs: Any) -> "Instances":
+    def to(self, *args: Any, **kwargs: Any) -> Instances:
         """A new Instances whose fields having `.to` are moved (e.g. to a device)."""
         moved = Instances(self._image_size)
         for name, value in self._fields.items():
@@ -95,7 +98,7 @@ class Instances:
             moved.set(name, value)
         return moved
 
-    def __getitem__(self, item: Union[int, slice, torch.Tensor, List[int]]) -> "Instances":
+    def __getitem__(self, item: Union[int, slice, torch.Tensor, List[int]]) -> Instances:
         """Select instances by int (keeps a length-1 Instances), slice, bool mask or index tensor."""
         if isinstance(item, (int, np.integer)):
             n = len(self)
@@ -123,7 +126,7 @@ class Instances:
         raise NotImplementedError("Instances is not iterable; index it or read its fields")
 
     @staticmethod
-    def cat(instance_lists: List["Instances"]) -> "Instances":
+    def cat(instance_lists: List[Instances]) -> Instances:
         """Concatenate Instances of the same image size and the same fields."""
         if len(instance_lists) == 0:
             raise ValueError("Instances.cat needs at least one Instances")
@@ -151,8 +154,11 @@ class Instances:
         return result
 
     def __repr__(self) -> str:
-        parts = [f"num_instances={len(self) if self._fields else 0}", f"image_height={self._image_size[0]}",
-                 f"image_width={self._image_size[1]}"]
+        parts = [
+            f"num_instances={len(self) if self._fields else 0}",
+            f"image_height={self._image_size[0]}",
+            f"image_width={self._image_size[1]}",
+        ]
         fields = ", ".join(f"{name}: {value}" for name, value in self._fields.items())
         return f"Instances({', '.join(parts)}, fields=[{fields}])"
 

@@ -1,4 +1,5 @@
 """Instance masks: dense BitMasks and PolygonMasks, with area, boxes and crop-and-resize targets."""
+
 from __future__ import annotations
 
 import itertools
@@ -61,11 +62,11 @@ class BitMasks:
     def device(self) -> torch.device:
         return self.tensor.device
 
-    def to(self, *args, **kwargs) -> "BitMasks":
+    def to(self, *args, **kwargs) -> BitMasks:
         """The masks on another device."""
         return BitMasks(self.tensor.to(*args, **kwargs))
 
-    def __getitem__(self, item) -> "BitMasks":
+    def __getitem__(self, item) -> BitMasks:
         """Index with an int (gives 1 mask), slice, bool mask or index tensor."""
         if isinstance(item, (int, np.integer)):
             return BitMasks(self.tensor[item].unsqueeze(0))
@@ -121,15 +122,19 @@ class BitMasks:
         batch_index = torch.arange(len(boxes), device=device, dtype=torch.float32)[:, None]
         rois = torch.cat([batch_index, boxes], dim=1)
         resampled = roi_align(
-            self.tensor.to(torch.float32)[:, None], rois, (mask_size, mask_size),
-            spatial_scale=1.0, sampling_ratio=0, aligned=True,
+            self.tensor.to(torch.float32)[:, None],
+            rois,
+            (mask_size, mask_size),
+            spatial_scale=1.0,
+            sampling_ratio=0,
+            aligned=True,
         )
         return resampled[:, 0] >= 0.5
 
     @staticmethod
     def from_polygon_masks(
-        polygon_masks: Union["PolygonMasks", List[List[Polygon]]], height: int, width: int
-    ) -> "BitMasks":
+        polygon_masks: Union[PolygonMasks, List[List[Polygon]]], height: int, width: int
+    ) -> BitMasks:
         """Rasterize polygons (PolygonMasks or list per instance of polygons) at (height, width)."""
         if isinstance(polygon_masks, PolygonMasks):
             polygon_masks = polygon_masks.polygons
@@ -139,7 +144,7 @@ class BitMasks:
         return BitMasks(torch.from_numpy(np.stack(masks)))
 
     @staticmethod
-    def cat(bitmasks_list: List["BitMasks"]) -> "BitMasks":
+    def cat(bitmasks_list: List[BitMasks]) -> BitMasks:
         """Concatenate BitMasks of the same image size."""
         if len(bitmasks_list) == 0:
             raise ValueError("BitMasks.cat needs at least one BitMasks")
@@ -153,7 +158,9 @@ class PolygonMasks:
 
     def __init__(self, polygons: Sequence[Sequence[Union[Sequence[float], np.ndarray, torch.Tensor]]]):
         if not isinstance(polygons, (list, tuple)):
-            raise TypeError(f"PolygonMasks expects a list (per instance) of lists of polygons, got {type(polygons).__name__}")
+            raise TypeError(
+                f"PolygonMasks expects a list (per instance) of lists of polygons, got {type(polygons).__name__}"
+            )
 
         def to_array(polygon, instance: int, part: int) -> np.ndarray:
             if isinstance(polygon, torch.Tensor):
@@ -169,9 +176,7 @@ class PolygonMasks:
         processed = []
         for i, instance in enumerate(polygons):
             if not isinstance(instance, (list, tuple)):
-                raise TypeError(
-                    f"PolygonMasks: instance {i} must be a list of polygons, got {type(instance).__name__}"
-                )
+                raise TypeError(f"PolygonMasks: instance {i} must be a list of polygons, got {type(instance).__name__}")
             processed.append([to_array(p, i, j) for j, p in enumerate(instance)])
         self.polygons: List[List[np.ndarray]] = processed
 
@@ -179,18 +184,18 @@ class PolygonMasks:
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def to(self, *args, **kwargs) -> "PolygonMasks":
+    def to(self, *args, **kwargs) -> PolygonMasks:
         """Polygons live on the CPU as numpy arrays; moving them is a no-op."""
         return self
 
     @classmethod
-    def _from_checked(cls, polygons: List[List[np.ndarray]]) -> "PolygonMasks":
+    def _from_checked(cls, polygons: List[List[np.ndarray]]) -> PolygonMasks:
         """A PolygonMasks around polygons already checked by the constructor (no second pass)."""
         masks = cls.__new__(cls)
         masks.polygons = polygons
         return masks
 
-    def __getitem__(self, item) -> "PolygonMasks":
+    def __getitem__(self, item) -> PolygonMasks:
         """Index with an int (gives 1 instance), slice, bool mask, index list or index tensor."""
         if isinstance(item, (int, np.integer)):
             return PolygonMasks._from_checked([self.polygons[item]])
@@ -280,7 +285,7 @@ class PolygonMasks:
         return torch.from_numpy(np.ascontiguousarray(decoded.transpose(2, 0, 1))).to(device=device, dtype=torch.bool)
 
     @staticmethod
-    def cat(polymasks_list: List["PolygonMasks"]) -> "PolygonMasks":
+    def cat(polymasks_list: List[PolygonMasks]) -> PolygonMasks:
         """Concatenate PolygonMasks."""
         if not all(isinstance(p, PolygonMasks) for p in polymasks_list):
             raise TypeError("PolygonMasks.cat: every element must be a PolygonMasks")

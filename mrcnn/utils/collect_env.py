@@ -1,4 +1,5 @@
 """A table of library, hardware and build versions, logged at start-up to make runs comparable."""
+
 import importlib
 import os
 import platform
@@ -59,12 +60,19 @@ def collect_env_info() -> str:
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
             rows.append(
-                (f"GPU {index}", f"{props.name} ({props.total_memory / 2**30:.1f} GiB, "
-                 f"capability {props.major}.{props.minor})")
+                (
+                    f"GPU {index}",
+                    f"{props.name} ({props.total_memory / 2**30:.1f} GiB, capability {props.major}.{props.minor})",
+                )
             )
         rows.append(("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "<not set>")))
-    rows.append(("gloo / nccl", f"{torch.distributed.is_gloo_available()} / "
-                 f"{torch.distributed.is_nccl_available() if torch.distributed.is_available() else False}"))
+    rows.append(
+        (
+            "gloo / nccl",
+            f"{torch.distributed.is_gloo_available()} / "
+            f"{torch.distributed.is_nccl_available() if torch.distributed.is_available() else False}",
+        )
+    )
     return tabulate(rows, tablefmt="simple")
 
 

@@ -1,4 +1,5 @@
 """Colours for drawing: a palette of well-separated hues and small per-instance variations."""
+
 import colorsys
 from typing import List, Sequence, Tuple
 
@@ -8,7 +9,7 @@ __all__ = ["distinct_colors", "jitter_color", "random_color"]
 
 # Successive multiples of the golden ratio spread hues evenly around the circle for any count,
 # so the first few colours are far apart and later ones fall into the largest remaining gaps.
-_GOLDEN_RATIO = (5 ** 0.5 - 1) / 2
+_GOLDEN_RATIO = (5**0.5 - 1) / 2
 # Alternating saturation/value bands keep neighbouring hues apart once the circle gets crowded.
 _SATURATION_VALUE_BANDS = ((0.85, 0.95), (0.65, 0.80), (0.95, 0.70))
 

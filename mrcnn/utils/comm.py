@@ -1,4 +1,5 @@
 """Helpers for torch.distributed that also work in a single process."""
+
 import functools
 import os
 from typing import Any, Dict, List, Optional
@@ -75,7 +76,7 @@ def synchronize() -> None:
         dist.barrier()
 
 
-@functools.lru_cache()
+@functools.lru_cache
 def _object_group() -> dist.ProcessGroup:
     # Python objects travel over gloo, which works for CPU tensors whatever the main backend is.
     if dist.get_backend() == "nccl":

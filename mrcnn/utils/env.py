@@ -1,4 +1,5 @@
 """Random number generators: seeding, and capturing/restoring their states for exact resume."""
+
 import contextlib
 import logging
 import os
@@ -27,11 +28,7 @@ def seed_all_rng(seed: Optional[int] = None) -> int:
     run can be repeated.
     """
     if seed is None:
-        seed = (
-            os.getpid()
-            + int(datetime.now().strftime("%S%f"))
-            + int.from_bytes(os.urandom(2), "big")
-        ) % (2**31)
+        seed = (os.getpid() + int(datetime.now().strftime("%S%f")) + int.from_bytes(os.urandom(2), "big")) % (2**31)
         logger.info(f"Using a randomly drawn seed {seed}")
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -4,6 +4,7 @@ Training code records values with ``get_event_storage().put_scalar(name, value)`
 writers read them back. Writers: `CommonMetricPrinter` (console), `JSONWriter` (``metrics.json``,
 one json object per line and iteration) and `TensorboardXWriter` (TensorBoard event files).
 """
+
 import datetime
 import json
 import logging
@@ -70,7 +71,9 @@ class EventStorage:
         self._latest_scalars[name] = (value, cur_iter)
         previous_hint = self._smoothing_hints.get(name)
         if previous_hint is not None and previous_hint != smoothing_hint:
-            raise ValueError(f"Scalar '{name}' was put with smoothing_hint={previous_hint} before; got {smoothing_hint}.")
+            raise ValueError(
+                f"Scalar '{name}' was put with smoothing_hint={previous_hint} before; got {smoothing_hint}."
+            )
         self._smoothing_hints[name] = smoothing_hint
 
     def put_scalars(self, *, smoothing_hint: bool = True, cur_iter: Optional[int] = None, **kwargs: Any) -> None:
@@ -274,8 +277,7 @@ class CommonMetricPrinter(EventWriter):
         losses = "  ".join(
             f"{name}: {buffer.median(self._window_size):.4g}"
             for name, buffer in histories.items()
-            if "loss" in name and not name.startswith("validation")
-            and storage.smoothing_hints().get(name, True)
+            if "loss" in name and not name.startswith("validation") and storage.smoothing_hints().get(name, True)
         )
         memory, _ = peak_memory_mb()
         eta = self._eta(storage)

@@ -1,4 +1,5 @@
 """Logging set-up for training and tools: one console stream on rank 0, one log file per rank."""
+
 import functools
 import logging
 import os
@@ -30,7 +31,7 @@ class _ColorfulFormatter(logging.Formatter):
         return f"{color}{record.levelname}{_RESET} {text}"
 
 
-@functools.lru_cache()  # the same logger set up twice would print every line twice
+@functools.lru_cache  # the same logger set up twice would print every line twice
 def setup_logger(
     output: Optional[str] = None,
     distributed_rank: int = 0,
@@ -82,7 +83,7 @@ def setup_logger(
     return logger
 
 
-@functools.lru_cache(maxsize=None)  # several loggers may share one file; open it once
+@functools.cache  # several loggers may share one file; open it once
 def _open_log_file(filename: str):
     # Line buffering: a killed process still leaves every finished line in the file.
     return open(filename, "a", buffering=1, encoding="utf-8")

@@ -10,6 +10,7 @@ would find it: so ``projects.MobileNetBackbone.mobilenet_backbone`` imports when
 the repository root (``python tools/train_net.py ...`` puts tools/, not the root, on sys.path).
 The directory is then appended to sys.path, after everything else, so it shadows no installed module.
 """
+
 import importlib
 import os
 import sys

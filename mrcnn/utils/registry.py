@@ -1,4 +1,5 @@
 """A name → object registry per component kind, with errors that list what is registered."""
+
 from typing import Any
 
 from fvcore.common.registry import Registry as _FvcoreRegistry

@@ -8,6 +8,7 @@ colour from ``metadata.thing_colors``, varied slightly per instance, when the me
 boxes are outlined and every instance gets a "class score%" label kept inside the picture.
 Drawing is plain numpy + Pillow, so it is fast enough for 100 full-size masks per image.
 """
+
 from __future__ import annotations
 
 import functools
@@ -234,7 +235,10 @@ class Visualizer:
         return self.output
 
     def draw_binary_mask(
-        self, mask: Union[np.ndarray, torch.Tensor], color: Color, alpha: float = 0.5,
+        self,
+        mask: Union[np.ndarray, torch.Tensor],
+        color: Color,
+        alpha: float = 0.5,
         edge_color: Optional[Color] = None,
     ) -> VisImage:
         """Fill an (H, W) mask (image size) with `color` at opacity `alpha` and outline it inside its edge."""
@@ -245,11 +249,14 @@ class Visualizer:
                 f"{(self.input_height, self.input_width)} (H, W)"
             )
         if (self.output.height, self.output.width) != mask.shape:
-            mask = np.asarray(
-                Image.fromarray(mask.astype(np.uint8) * 255).resize(
-                    (self.output.width, self.output.height), Image.NEAREST
+            mask = (
+                np.asarray(
+                    Image.fromarray(mask.astype(np.uint8) * 255).resize(
+                        (self.output.width, self.output.height), Image.NEAREST
+                    )
                 )
-            ) > 127
+                > 127
+            )
         rows = np.flatnonzero(mask.any(axis=1))
         if rows.size == 0:
             return self.output
@@ -303,7 +310,9 @@ class Visualizer:
             parts = []
             if classes is not None:
                 class_id = classes[index]
-                parts.append(names[class_id] if names is not None and 0 <= class_id < len(names) else f"class {class_id}")
+                parts.append(
+                    names[class_id] if names is not None and 0 <= class_id < len(names) else f"class {class_id}"
+                )
             if scores is not None:
                 parts.append(f"{scores[index] * 100:.0f}%")
             labels.append(" ".join(parts))
@@ -330,9 +339,12 @@ class Visualizer:
             for mask in masks:
                 union |= mask
             if union.shape != image.shape[:2]:
-                union = np.asarray(
-                    Image.fromarray(union.astype(np.uint8) * 255).resize((self.output.width, self.output.height))
-                ) > 127
+                union = (
+                    np.asarray(
+                        Image.fromarray(union.astype(np.uint8) * 255).resize((self.output.width, self.output.height))
+                    )
+                    > 127
+                )
             grey_image[union] = image[union]
         self.output.img = grey_image
 
@@ -450,9 +462,7 @@ def _erode(mask: np.ndarray, iterations: int) -> np.ndarray:
     eroded = mask
     for _ in range(iterations):
         padded = np.pad(eroded, 1)
-        eroded = (
-            padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-        )
+        eroded = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return eroded
 
 

@@ -6,15 +6,16 @@
 
 The input is a local file, a URL or a torchvision:// name (downloaded once into the cache).
 """
+
 import argparse
 import sys
 
 import torch
 
-from mrcnn.checkpoint.weights_path import resolve_weights_path
-
 # the plugin package beside this script (running a script puts its folder first on sys.path)
 from mobilenet_backbone.imagenet_weights import convert_imagenet_state_dict
+
+from mrcnn.checkpoint.weights_path import resolve_weights_path
 
 
 def main(argv=None) -> int:

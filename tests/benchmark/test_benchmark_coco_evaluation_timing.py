@@ -1,4 +1,5 @@
 """The COCO evaluation timing runs end to end and both backends agree on its synthetic data."""
+
 import pytest
 
 from mrcnn.benchmark import synthetic_coco_ground_truth, time_coco_evaluation
@@ -16,8 +17,10 @@ def test_synthetic_ground_truth_covers_all_size_ranges():
 
 def test_both_backends_time_the_same_evaluation():
     before = set(MetadataCatalog.list())
-    timings = [time_coco_evaluation(4, 15, backend, height=60, width=80, num_classes=5) for backend in
-               ("pycocotools", "faster_coco_eval")]
+    timings = [
+        time_coco_evaluation(4, 15, backend, height=60, width=80, num_classes=5)
+        for backend in ("pycocotools", "faster_coco_eval")
+    ]
     for timing in timings:
         assert timing["process_seconds"] > 0 and timing["evaluate_seconds"] > 0
         assert timing["total_seconds"] == pytest.approx(timing["process_seconds"] + timing["evaluate_seconds"])

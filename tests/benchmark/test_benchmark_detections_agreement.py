@@ -1,5 +1,6 @@
 """detections_agreement: pairs detections one to one regardless of the order of equal scores,
 and says no when a box, score, class or mask differs beyond the parity tolerances."""
+
 import torch
 
 from mrcnn.benchmark import detections_agreement

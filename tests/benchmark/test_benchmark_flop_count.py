@@ -1,4 +1,5 @@
 """count_gflops reports two operations per multiply-add, the unit of the matmul rate."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """measure_loader_throughput counts the images of the timed batches only, and stops when a finite
 loader runs out."""
+
 import pytest
 
 from mrcnn.benchmark import measure_loader_throughput

@@ -1,5 +1,6 @@
 """peak_memory_bytes on the CPU: the most bytes alive at once among the tensors a call creates,
 with every free taken at its own time."""
+
 import torch
 
 from mrcnn.benchmark import peak_memory_bytes

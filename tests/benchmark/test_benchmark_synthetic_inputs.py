@@ -1,5 +1,6 @@
 """Synthetic inputs: natural images are deterministic per seed and textured; a training batch has
 instances whose boxes bound their masks; torchvision's form of it shifts labels by one."""
+
 import numpy as np
 import torch
 

@@ -1,5 +1,6 @@
 """summarize gives the median, quartiles and extremes of durations; time_alternating lets the runs
 take turns, times only the turns after the warm-up and returns each run's last result."""
+
 import time
 
 import torch
@@ -18,7 +19,9 @@ def test_time_alternating_takes_turns():
     order = []
     seconds, last = time_alternating(
         {"a": lambda: order.append("a") or len(order), "b": lambda: order.append("b") or -len(order)},
-        iters=3, warmup=1, device=torch.device("cpu"),
+        iters=3,
+        warmup=1,
+        device=torch.device("cpu"),
     )
     assert order == ["a", "b"] * 4
     assert [len(v) for v in seconds.values()] == [3, 3]
@@ -28,7 +31,9 @@ def test_time_alternating_takes_turns():
 def test_time_alternating_measures_each_call():
     # sleeps last at least as long as asked (only the lower bound is certain on a busy machine)
     seconds, _ = time_alternating(
-        {"short": lambda: time.sleep(0.01), "long": lambda: time.sleep(0.05)}, iters=2, warmup=0,
+        {"short": lambda: time.sleep(0.01), "long": lambda: time.sleep(0.05)},
+        iters=2,
+        warmup=0,
         device=torch.device("cpu"),
     )
     assert len(seconds["short"]) == len(seconds["long"]) == 2

@@ -1,5 +1,6 @@
 """The torchvision reference model: frozen BatchNorms keep their statistics, and the calibrated
 model checks its arguments."""
+
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """DetectionCheckpointer: atomic saves, last_checkpoint, safe loading, shape-mismatch skipping."""
+
 import logging
 import os
 import pickle
@@ -129,7 +130,10 @@ def test_missing_tagged_file_falls_back_to_newest_periodic(tmp_path):
     checkpointer.save("model_0000009")
     (tmp_path / "last_checkpoint").write_text("model_0000014.pth")
     assert checkpointer.get_checkpoint_file() == str(tmp_path / "model_0000009.pth")
-    assert checkpointer.periodic_checkpoints() == [str(tmp_path / "model_0000004.pth"), str(tmp_path / "model_0000009.pth")]
+    assert checkpointer.periodic_checkpoints() == [
+        str(tmp_path / "model_0000004.pth"),
+        str(tmp_path / "model_0000009.pth"),
+    ]
     assert checkpointer.has_checkpoint()
     assert not DetectionCheckpointer(net, str(tmp_path / "empty")).has_checkpoint()
 

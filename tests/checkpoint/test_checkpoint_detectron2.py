@@ -1,5 +1,6 @@
 """Weights in detectron2's and Detectron's formats, written by the test from our own model, load
 through DetectionCheckpointer and reproduce the source model's outputs."""
+
 import logging
 import pickle
 import re
@@ -22,21 +23,50 @@ EPS = 1e-5  # FrozenBatchNorm2d's
 def _tiny_r50_cfg():
     """A narrow ResNet-50-FPN Mask R-CNN: real bottleneck layout (Caffe2 names), small tensors."""
     cfg = get_cfg()
-    cfg.merge_from_list([
-        "MODEL.DEVICE", "cpu",
-        "MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.NORM", "FrozenBN",
-        "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS", "32",
-        "MODEL.RESNETS.WIDTH_PER_GROUP", "8",
-        "MODEL.FPN.OUT_CHANNELS", "16",
-        "MODEL.ANCHOR_GENERATOR.SIZES", "[[8], [16], [32], [64], [128]]",
-        "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-        "MODEL.ROI_HEADS.NUM_CLASSES", str(NUM_CLASSES), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-        "MODEL.ROI_BOX_HEAD.NUM_FC", "2", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
-        "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", "7",
-        "MODEL.ROI_MASK_HEAD.NUM_CONV", "2", "MODEL.ROI_MASK_HEAD.CONV_DIM", "16",
-        "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "96",
-        "TEST.DETECTIONS_PER_IMAGE", "20",
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.RESNETS.DEPTH",
+            "50",
+            "MODEL.RESNETS.NORM",
+            "FrozenBN",
+            "MODEL.RESNETS.STEM_OUT_CHANNELS",
+            "16",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "32",
+            "MODEL.RESNETS.WIDTH_PER_GROUP",
+            "8",
+            "MODEL.FPN.OUT_CHANNELS",
+            "16",
+            "MODEL.ANCHOR_GENERATOR.SIZES",
+            "[[8], [16], [32], [64], [128]]",
+            "MODEL.RPN.PRE_NMS_TOPK_TEST",
+            "200",
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            "50",
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            str(NUM_CLASSES),
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "MODEL.ROI_BOX_HEAD.NUM_FC",
+            "2",
+            "MODEL.ROI_BOX_HEAD.FC_DIM",
+            "32",
+            "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION",
+            "7",
+            "MODEL.ROI_MASK_HEAD.NUM_CONV",
+            "2",
+            "MODEL.ROI_MASK_HEAD.CONV_DIM",
+            "16",
+            "INPUT.MIN_SIZE_TEST",
+            "64",
+            "INPUT.MAX_SIZE_TEST",
+            "96",
+            "TEST.DETECTIONS_PER_IMAGE",
+            "20",
+        ]
+    )
     return cfg
 
 
@@ -95,8 +125,12 @@ def _summary(messages):
 def test_detectron2_pth_with_training_state_loads(tmp_path, inputs, checkpoint_log):
     source = _model(seed=1)
     torch.save(
-        {"model": source.state_dict(), "optimizer": {"state": {}, "param_groups": []},
-         "scheduler": {"base_lrs": [0.02], "last_epoch": 7}, "iteration": 7},
+        {
+            "model": source.state_dict(),
+            "optimizer": {"state": {}, "param_groups": []},
+            "scheduler": {"base_lrs": [0.02], "last_epoch": 7},
+            "iteration": 7,
+        },
         tmp_path / "model_0000007.pth",
     )
     target = _model(seed=2)
@@ -125,8 +159,10 @@ def _c2_layer(module_path: str) -> str:
     """mrcnn module path -> Caffe2 layer name (the inverse of the mapping under test)."""
     rules = [
         (r"^backbone\.bottom_up\.stem\.conv1$", lambda m: "conv1"),
-        (r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv([123])$",
-         lambda m: f"res{m[1]}_{m[2]}_branch2{'abc'[int(m[3]) - 1]}"),
+        (
+            r"^backbone\.bottom_up\.res(\d)\.(\d+)\.conv([123])$",
+            lambda m: f"res{m[1]}_{m[2]}_branch2{'abc'[int(m[3]) - 1]}",
+        ),
         (r"^backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut$", lambda m: f"res{m[1]}_{m[2]}_branch1"),
         (r"^backbone\.fpn_lateral(\d)$", lambda m: f"fpn_inner_res{m[1]}_2_sum" + ("" if m[1] == "5" else "_lateral")),
         (r"^backbone\.fpn_output(\d)$", lambda m: f"fpn_res{m[1]}_2_sum"),

@@ -1,4 +1,5 @@
 """Weights pickles load; pickles that would run code are refused before anything runs."""
+
 import builtins
 import collections
 import io
@@ -53,8 +54,10 @@ class _Subprocess:
 def test_weights_pickles_round_trip(protocol):
     data = {
         "model": collections.OrderedDict(
-            w=np.arange(6, dtype=np.float32).reshape(2, 3), b=np.array([1, 2], dtype=np.int64),
-            h=np.ones(4, dtype=np.float16), flags=np.array([True, False]),
+            w=np.arange(6, dtype=np.float32).reshape(2, 3),
+            b=np.array([1, 2], dtype=np.int64),
+            h=np.ones(4, dtype=np.float16),
+            flags=np.array([True, False]),
         ),
         "__author__": "Detectron2 Model Zoo",
         "scalars": (np.float32(0.5), np.int64(3), 2.5, None, True),
@@ -67,11 +70,14 @@ def test_weights_pickles_round_trip(protocol):
     assert loaded["scalars"] == data["scalars"]
 
 
-@pytest.mark.parametrize("payload, refused", [
-    (_OpenForWriting, "io.open"),
-    (_Shell, "system"),
-    (_Subprocess, "subprocess.call"),
-])
+@pytest.mark.parametrize(
+    "payload, refused",
+    [
+        (_OpenForWriting, "io.open"),
+        (_Shell, "system"),
+        (_Subprocess, "subprocess.call"),
+    ],
+)
 def test_payload_that_creates_a_file_is_refused(tmp_path, payload, refused):
     victim = tmp_path / "created_by_payload"
     weights = tmp_path / "weights.pkl"

@@ -1,6 +1,7 @@
 """MODEL.WEIGHTS as a local path, an http URL (downloaded once into the cache), detectron2:// and
 torchvision:// names; offline, the error names the URL and the way out. No test leaves the machine:
 URLs point at a server the test runs on 127.0.0.1."""
+
 import functools
 import http.server
 import pickle
@@ -12,8 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from mrcnn.checkpoint import DetectionCheckpointer
-from mrcnn.checkpoint import weights_path
+from mrcnn.checkpoint import DetectionCheckpointer, weights_path
 from mrcnn.checkpoint.weights_path import WeightsDownloadError, resolve_weights_path, weights_url
 
 
@@ -134,9 +134,22 @@ def test_torchvision_scheme_uses_the_torch_hub_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
 
     cfg = get_cfg()
-    cfg.merge_from_list(["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-                         "MODEL.RESNETS.STRIDE_IN_1X1", "False", "MODEL.FPN.OUT_CHANNELS", "32",
-                         "MODEL.ROI_BOX_HEAD.NUM_FC", "1", "MODEL.ROI_BOX_HEAD.FC_DIM", "32"])
+    cfg.merge_from_list(
+        [
+            "MODEL.RESNETS.DEPTH",
+            "18",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+            "MODEL.RESNETS.STRIDE_IN_1X1",
+            "False",
+            "MODEL.FPN.OUT_CHANNELS",
+            "32",
+            "MODEL.ROI_BOX_HEAD.NUM_FC",
+            "1",
+            "MODEL.ROI_BOX_HEAD.FC_DIM",
+            "32",
+        ]
+    )
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load("torchvision://resnet18.IMAGENET1K_V1")
     image = torch.rand(1, 3, 64, 64)

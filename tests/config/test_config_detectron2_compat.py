@@ -1,5 +1,6 @@
 """detectron2's own yaml files load unchanged; keys for features mrcnn lacks are accepted at their
 default and refused, by name, when they ask for the feature."""
+
 import textwrap
 
 import pytest
@@ -186,10 +187,14 @@ def test_detectron2_only_keys_at_default_are_accepted(d2_configs):
     cfg.merge_from_file(str(d2_configs / "d2_dump.yaml"))
     assert cfg == reference  # the extra keys change nothing
     assert "RETINANET" not in cfg.MODEL
-    cfg.merge_from_list([
-        "MODEL.RETINANET.NUM_CLASSES", "80",
-        "TEST.AUG.MIN_SIZES", "(400, 500, 600, 700, 800, 900, 1000, 1100, 1200)",
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.RETINANET.NUM_CLASSES",
+            "80",
+            "TEST.AUG.MIN_SIZES",
+            "(400, 500, 600, 700, 800, 900, 1000, 1100, 1200)",
+        ]
+    )
     assert cfg == reference
 
 

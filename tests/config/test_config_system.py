@@ -1,4 +1,5 @@
 """Config system: defaults, _BASE_ chains, overrides with type checks, unknown keys, freezing, dump."""
+
 import pickle
 
 import pytest
@@ -67,10 +68,22 @@ def test_unknown_key_on_command_line():
 
 def test_command_line_values_are_typed():
     cfg = get_cfg()
-    cfg.merge_from_list([
-        "SOLVER.MAX_ITER", "100", "SOLVER.BASE_LR", "1e-3", "MODEL.MASK_ON", "False",
-        "DATASETS.TRAIN", "shapes_train", "INPUT.MIN_SIZE_TRAIN", "(640, 672)", "SOLVER.BASE_LR_END", "0",
-    ])
+    cfg.merge_from_list(
+        [
+            "SOLVER.MAX_ITER",
+            "100",
+            "SOLVER.BASE_LR",
+            "1e-3",
+            "MODEL.MASK_ON",
+            "False",
+            "DATASETS.TRAIN",
+            "shapes_train",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(640, 672)",
+            "SOLVER.BASE_LR_END",
+            "0",
+        ]
+    )
     assert cfg.SOLVER.MAX_ITER == 100 and isinstance(cfg.SOLVER.MAX_ITER, int)
     assert cfg.SOLVER.BASE_LR == pytest.approx(1e-3)
     assert cfg.MODEL.MASK_ON is False
@@ -81,8 +94,12 @@ def test_command_line_values_are_typed():
 
 @pytest.mark.parametrize(
     "key, value, wanted",
-    [("SOLVER.MAX_ITER", "abc", "an int"), ("SOLVER.BASE_LR", "fast", "a float"),
-     ("MODEL.MASK_ON", "3", "a bool"), ("MODEL.WEIGHTS", "[1, 2]", "a string")],
+    [
+        ("SOLVER.MAX_ITER", "abc", "an int"),
+        ("SOLVER.BASE_LR", "fast", "a float"),
+        ("MODEL.MASK_ON", "3", "a bool"),
+        ("MODEL.WEIGHTS", "[1, 2]", "a string"),
+    ],
 )
 def test_type_errors_say_what_the_key_wants(key, value, wanted):
     with pytest.raises(ConfigError) as info:

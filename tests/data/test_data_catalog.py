@@ -1,4 +1,5 @@
 """DatasetCatalog / MetadataCatalog behaviour and the built-in registrations."""
+
 import pytest
 
 from mrcnn.data import DatasetCatalog, Metadata, MetadataCatalog
@@ -36,10 +37,13 @@ def test_metadata_set_once_and_missing_field():
         with pytest.raises(ValueError, match="thing_classes.*catalog_test_meta"):
             metadata.thing_classes = ["b", "a"]
         with pytest.raises(AttributeError, match="no field 'json_file'.*evaluator_type"):
-            metadata.json_file
+            _ = metadata.json_file
         assert metadata.get("json_file", "default") == "default"
-        assert metadata.as_dict() == {"name": "catalog_test_meta", "thing_classes": ["a", "b"],
-                                      "evaluator_type": "coco"}
+        assert metadata.as_dict() == {
+            "name": "catalog_test_meta",
+            "thing_classes": ["a", "b"],
+            "evaluator_type": "coco",
+        }
     finally:
         MetadataCatalog.remove("catalog_test_meta")
 
@@ -54,14 +58,19 @@ def test_metadata_pickles():
 
 def test_builtin_datasets_registered():
     names = DatasetCatalog.list()
-    for name in ("coco_2017_train", "coco_2017_val", "coco2017_seed_train", "coco2017_seed_val",
-                 "shapes_train", "shapes_val"):
+    for name in (
+        "coco_2017_train",
+        "coco_2017_val",
+        "coco2017_seed_train",
+        "coco2017_seed_val",
+        "shapes_train",
+        "shapes_val",
+    ):
         assert name in names
     val = MetadataCatalog.get("coco_2017_val")
     assert val.json_file.endswith("coco/annotations/instances_val2017.json")
     assert val.image_root.endswith("coco/val2017")
-    assert MetadataCatalog.get("coco2017_seed_train").json_file.endswith(
-        "coco2017/annotations/train_annotations.json")
+    assert MetadataCatalog.get("coco2017_seed_train").json_file.endswith("coco2017/annotations/train_annotations.json")
     assert len(val.thing_classes) == 80 and len(val.thing_colors) == 80
     id_map = val.thing_dataset_id_to_contiguous_id
     assert id_map[1] == 0 and id_map[90] == 79 and 12 not in id_map

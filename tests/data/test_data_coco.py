@@ -1,4 +1,5 @@
 """COCO json loading: id mapping with gaps, polygons and RLE, crowd, empty images, and bad input."""
+
 import json
 import logging
 
@@ -41,16 +42,46 @@ def _coco_dict():
         ],
         "categories": [{"id": 3, "name": "cat"}, {"id": 1, "name": "person"}, {"id": 17, "name": "zebra"}],
         "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 17, "bbox": [5, 6, 10, 10], "iscrowd": 0,
-             "segmentation": compressed},
-            {"id": 2, "image_id": 7, "category_id": 3, "bbox": [20, 10, 8, 8], "iscrowd": 1,
-             "segmentation": uncompressed},
-            {"id": 3, "image_id": 8, "category_id": 1, "bbox": [1, 2, 5, 6], "iscrowd": 0,
-             "segmentation": [[1, 2, 6, 2, 6, 8, 1, 8], [2, 3, 4, 3]]},  # second polygon: 2 points
-            {"id": 4, "image_id": 8, "category_id": 3, "bbox": [0, 0, 0, 4], "iscrowd": 0,
-             "segmentation": [[0, 0, 1, 0, 1, 4]]},  # no box area
-            {"id": 5, "image_id": 8, "category_id": 3, "bbox": [3, 3, 2, 2], "iscrowd": 0,
-             "segmentation": [[3, 3, 5, 3]]},  # its only polygon is too short
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 17,
+                "bbox": [5, 6, 10, 10],
+                "iscrowd": 0,
+                "segmentation": compressed,
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 3,
+                "bbox": [20, 10, 8, 8],
+                "iscrowd": 1,
+                "segmentation": uncompressed,
+            },
+            {
+                "id": 3,
+                "image_id": 8,
+                "category_id": 1,
+                "bbox": [1, 2, 5, 6],
+                "iscrowd": 0,
+                "segmentation": [[1, 2, 6, 2, 6, 8, 1, 8], [2, 3, 4, 3]],
+            },  # second polygon: 2 points
+            {
+                "id": 4,
+                "image_id": 8,
+                "category_id": 3,
+                "bbox": [0, 0, 0, 4],
+                "iscrowd": 0,
+                "segmentation": [[0, 0, 1, 0, 1, 4]],
+            },  # no box area
+            {
+                "id": 5,
+                "image_id": 8,
+                "category_id": 3,
+                "bbox": [3, 3, 2, 2],
+                "iscrowd": 0,
+                "segmentation": [[3, 3, 5, 3]],
+            },  # its only polygon is too short
         ],
     }
 
@@ -102,14 +133,25 @@ def test_load_coco_json(tmp_path, caplog):
         (lambda d: "{not json", "not valid json"),
         (lambda d: {k: v for k, v in d.items() if k != "categories"}, "missing top-level key.*categories"),
         (lambda d: {k: v for k, v in d.items() if k != "images"}, "missing top-level key.*images"),
-        (lambda d: {**d, "annotations": d["annotations"] + [
-            {"id": 99, "image_id": 1234, "category_id": 1, "bbox": [0, 0, 1, 1]}]},
-         "annotation 99 refers to unknown image id 1234"),
-        (lambda d: {**d, "annotations": d["annotations"] + [
-            {"id": 98, "image_id": 7, "category_id": 2, "bbox": [0, 0, 1, 1]}]},
-         "annotation 98 refers to unknown category id 2"),
-        (lambda d: {**d, "annotations": d["annotations"] + [dict(d["annotations"][0])]},
-         "annotation id 1 appears more than once"),
+        (
+            lambda d: {
+                **d,
+                "annotations": d["annotations"]
+                + [{"id": 99, "image_id": 1234, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            },
+            "annotation 99 refers to unknown image id 1234",
+        ),
+        (
+            lambda d: {
+                **d,
+                "annotations": d["annotations"] + [{"id": 98, "image_id": 7, "category_id": 2, "bbox": [0, 0, 1, 1]}],
+            },
+            "annotation 98 refers to unknown category id 2",
+        ),
+        (
+            lambda d: {**d, "annotations": d["annotations"] + [dict(d["annotations"][0])]},
+            "annotation id 1 appears more than once",
+        ),
         (lambda d: {**d, "annotations": [{"id": 5, "image_id": 7, "category_id": 1}]}, "annotation 5 lacks.*bbox"),
     ],
 )

@@ -1,8 +1,7 @@
 """Train and test loaders on a tiny shapes dataset, with 0 and 2 workers."""
-import copy
-import os
 
-import numpy as np
+import copy
+
 import pytest
 import torch
 
@@ -81,8 +80,10 @@ def test_train_loader_is_reproducible_from_seed(shapes_cfg):
     # another seed gives another stream
     cfg.SEED = 6
     c = first_batches()
-    assert any(not torch.equal(x["image"], y["image"]) or x["image_id"] != y["image_id"]
-               for x, y in zip(a[0] + a[1], c[0] + c[1]))
+    assert any(
+        not torch.equal(x["image"], y["image"]) or x["image_id"] != y["image_id"]
+        for x, y in zip(a[0] + a[1], c[0] + c[1])
+    )
 
 
 def test_filter_empty_annotations(shapes_cfg):
@@ -128,8 +129,9 @@ def test_aspect_ratio_grouping(num_workers):
     from mrcnn.data.common import MapDataset
 
     dataset = MapDataset(DatasetFromList(dicts), _SizeOnlyMapper())
-    loader = build_batch_data_loader(dataset, TrainingSampler(len(dicts), seed=0), 4,
-                                     aspect_ratio_grouping=True, num_workers=num_workers, seed=0)
+    loader = build_batch_data_loader(
+        dataset, TrainingSampler(len(dicts), seed=0), 4, aspect_ratio_grouping=True, num_workers=num_workers, seed=0
+    )
     for batch, _ in zip(loader, range(6)):
         assert len(batch) == 4
         assert len({item["width"] > item["height"] for item in batch}) == 1

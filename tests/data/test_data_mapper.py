@@ -1,4 +1,5 @@
 """DatasetMapper: image reading, formats, annotations → Instances, crowd handling, bad images."""
+
 import copy
 import logging
 
@@ -23,8 +24,12 @@ def shapes_dicts(tmp_path_factory):
 
 
 def _mapper(is_train=True, **overrides):
-    args = dict(augmentations=[T.ResizeShortestEdge(144, 1000, "choice")], image_format="RGB",
-                use_instance_mask=True, instance_mask_format="polygon")
+    args = dict(
+        augmentations=[T.ResizeShortestEdge(144, 1000, "choice")],
+        image_format="RGB",
+        use_instance_mask=True,
+        instance_mask_format="polygon",
+    )
     args.update(overrides)
     return DatasetMapper(is_train, **args)
 
@@ -45,15 +50,18 @@ def test_training_output_fields(shapes_dicts):
         assert instances.image_size == (144, 144) and "annotations" not in out
         assert isinstance(instances.gt_boxes, Boxes) and instances.gt_classes.dtype == torch.int64
         assert instances.gt_classes.tolist() == [a["category_id"] for a in record["annotations"]]
-        expected_boxes = [[x * 1.5, y * 1.5, (x + w) * 1.5, (y + h) * 1.5] for x, y, w, h in
-                          (a["bbox"] for a in record["annotations"])]
-        np.testing.assert_allclose(instances.gt_boxes.tensor.numpy(), np.array(expected_boxes).reshape(-1, 4),
-                                   rtol=1e-5)
+        expected_boxes = [
+            [x * 1.5, y * 1.5, (x + w) * 1.5, (y + h) * 1.5]
+            for x, y, w, h in (a["bbox"] for a in record["annotations"])
+        ]
+        np.testing.assert_allclose(
+            instances.gt_boxes.tensor.numpy(), np.array(expected_boxes).reshape(-1, 4), rtol=1e-5
+        )
         masks = instances.gt_masks
         kinds.add(type(masks))
         all_polygons = all(isinstance(a["segmentation"], list) for a in record["annotations"])
         assert isinstance(masks, PolygonMasks if all_polygons else BitMasks)
-        dense = (masks.tensor if isinstance(masks, BitMasks) else BitMasks.from_polygon_masks(masks, 144, 144).tensor)
+        dense = masks.tensor if isinstance(masks, BitMasks) else BitMasks.from_polygon_masks(masks, 144, 144).tensor
         for box, mask in zip(instances.gt_boxes.tensor, dense):
             ys, xs = torch.nonzero(mask, as_tuple=True)
             assert xs.min() + 0.5 >= box[0] - 1 and xs.max() + 0.5 <= box[2] + 1
@@ -70,8 +78,12 @@ def test_bitmask_format_and_bgr(shapes_dicts):
     assert isinstance(masks, BitMasks) and masks.tensor.shape == (len(record["annotations"]), 144, 144)
     # the resized masks keep their area up to the scale factor
     areas = masks.tensor.sum(dim=(1, 2)).float()
-    original = torch.tensor([float(np.asarray(utils.annotations_to_instances(
-        [a], (96, 96), "bitmask").gt_masks.tensor.sum())) for a in record["annotations"]])
+    original = torch.tensor(
+        [
+            float(np.asarray(utils.annotations_to_instances([a], (96, 96), "bitmask").gt_masks.tensor.sum()))
+            for a in record["annotations"]
+        ]
+    )
     assert torch.allclose(areas, original * 2.25, rtol=0.08)
 
 
@@ -87,11 +99,22 @@ def test_crowd_dropped_in_training_and_annotations_dropped_in_inference(tmp_path
     import pycocotools.mask as mask_util
 
     rle = mask_util.encode(np.asfortranarray(crowd_mask))
-    record = {"file_name": str(tmp_path / "img.png"), "height": 40, "width": 60, "image_id": 3, "annotations": [
-        {"bbox": [5, 5, 25, 15], "bbox_mode": 1, "category_id": 1, "iscrowd": 1, "segmentation": rle},
-        {"bbox": [30, 10, 10, 10], "bbox_mode": 1, "category_id": 0, "iscrowd": 0,
-         "segmentation": [[30, 10, 40, 10, 40, 20, 30, 20]]},
-    ]}
+    record = {
+        "file_name": str(tmp_path / "img.png"),
+        "height": 40,
+        "width": 60,
+        "image_id": 3,
+        "annotations": [
+            {"bbox": [5, 5, 25, 15], "bbox_mode": 1, "category_id": 1, "iscrowd": 1, "segmentation": rle},
+            {
+                "bbox": [30, 10, 10, 10],
+                "bbox_mode": 1,
+                "category_id": 0,
+                "iscrowd": 0,
+                "segmentation": [[30, 10, 40, 10, 40, 20, 30, 20]],
+            },
+        ],
+    }
     out = _mapper(augmentations=[])(record)
     assert out["instances"].gt_classes.tolist() == [0]
     assert isinstance(out["instances"].gt_masks, PolygonMasks)

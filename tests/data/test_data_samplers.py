@@ -1,4 +1,5 @@
 """Samplers: exact sharding for inference, reproducible endless shuffles for training."""
+
 import itertools
 from collections import Counter
 
@@ -40,9 +41,11 @@ def test_training_sampler_is_reproducible_and_endless():
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_training_sampler_shards_across_ranks(world_size):
     size, epochs = 12, 2
-    per_rank = [_take(TrainingSampler(size, seed=7, rank=r, world_size=world_size), size * epochs // world_size)
-                for r in range(world_size)]
-    assert Counter(itertools.chain(*per_rank)) == {i: epochs for i in range(size)}
+    per_rank = [
+        _take(TrainingSampler(size, seed=7, rank=r, world_size=world_size), size * epochs // world_size)
+        for r in range(world_size)
+    ]
+    assert Counter(itertools.chain(*per_rank)) == dict.fromkeys(range(size), epochs)
     stream = _take(TrainingSampler(size, seed=7, rank=0, world_size=1), size * epochs)
     assert per_rank[1] == stream[1::world_size][: len(per_rank[1])]
 
@@ -59,4 +62,6 @@ def test_repeat_factors_from_category_frequency():
     total = sum(counts.values())
     assert counts[1] / total == pytest.approx(2.5 / 4.0, abs=0.02)
     assert counts[2] / total == pytest.approx(0.5 / 4.0, abs=0.02)
-    assert _take(RepeatFactorTrainingSampler(factors, seed=1), 50) == _take(RepeatFactorTrainingSampler(factors, seed=1), 50)
+    assert _take(RepeatFactorTrainingSampler(factors, seed=1), 50) == _take(
+        RepeatFactorTrainingSampler(factors, seed=1), 50
+    )

@@ -1,4 +1,5 @@
 """The synthetic shapes generator writes genuine COCO json whose masks match what it rendered."""
+
 import json
 import multiprocessing
 import os

@@ -1,4 +1,5 @@
 """Transforms move images, boxes, polygons and bitmasks consistently."""
+
 import numpy as np
 import pytest
 from fvcore.transforms import transform as fvcore_transforms
@@ -13,8 +14,11 @@ def _regular_polygon(cx, cy, radius, sides, rotation=0.0):
 
 
 # large shapes: a resampled bitmask is only accurate to about a source pixel along its outline
-POLYGONS = [_regular_polygon(95.3, 110.2, 62, 48), _regular_polygon(220.5, 90.0, 60, 4, 0.3),
-            _regular_polygon(180.0, 200.0, 85, 3, 1.0)]
+POLYGONS = [
+    _regular_polygon(95.3, 110.2, 62, 48),
+    _regular_polygon(220.5, 90.0, 60, 4, 0.3),
+    _regular_polygon(180.0, 200.0, 85, 3, 1.0),
+]
 H, W = 300, 320
 
 
@@ -89,11 +93,12 @@ def test_resize_names_the_size_it_expects():
 
 
 CHAINS = {
-    "resize_up_flip_crop": lambda: T.TransformList([T.ResizeTransform(H, W, 450, 480), T.HFlipTransform(480),
-                                                    T.CropTransform(60, 40, 400, 380, 480, 450)]),
-    "crop_resize_down_vflip": lambda: T.TransformList([T.CropTransform(35, 10, 270, 260, W, H),
-                                                       T.ResizeTransform(260, 270, 210, 218),
-                                                       T.VFlipTransform(210)]),
+    "resize_up_flip_crop": lambda: T.TransformList(
+        [T.ResizeTransform(H, W, 450, 480), T.HFlipTransform(480), T.CropTransform(60, 40, 400, 380, 480, 450)]
+    ),
+    "crop_resize_down_vflip": lambda: T.TransformList(
+        [T.CropTransform(35, 10, 270, 260, W, H), T.ResizeTransform(260, 270, 210, 218), T.VFlipTransform(210)]
+    ),
 }
 
 
@@ -133,7 +138,9 @@ def test_crop_clips_polygons_to_window():
     assert crop.apply_polygons([square + 200]) == []  # entirely outside
     triangle = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
     clipped = T.clip_polygon_to_rectangle(triangle, 10, 10, 60, 60)
-    area = 0.5 * abs(np.dot(clipped[:, 0], np.roll(clipped[:, 1], 1)) - np.dot(clipped[:, 1], np.roll(clipped[:, 0], 1)))
+    area = 0.5 * abs(
+        np.dot(clipped[:, 0], np.roll(clipped[:, 1], 1)) - np.dot(clipped[:, 1], np.roll(clipped[:, 0], 1))
+    )
     assert area == pytest.approx(50 * 50 - 0.5 * 20 * 20)  # the square minus the corner past the hypotenuse
 
 
@@ -165,8 +172,7 @@ def test_resize_image_is_bilinear_and_coords_scale():
     # interior of a linear ramp stays linear under bilinear upsampling
     np.testing.assert_allclose(out[10, 20:180, 0].astype(float), np.arange(20, 180) - 0.5, atol=1)
     np.testing.assert_allclose(resize.apply_coords(np.array([[10.0, 5.0]])), [[20.0, 10.0]])
-    np.testing.assert_allclose(resize.inverse().apply_coords(resize.apply_coords(np.array([[7.0, 3.0]]))),
-                               [[7.0, 3.0]])
+    np.testing.assert_allclose(resize.inverse().apply_coords(resize.apply_coords(np.array([[7.0, 3.0]]))), [[7.0, 3.0]])
 
 
 def test_random_flip_probability_and_crop_sizes():
@@ -174,8 +180,10 @@ def test_random_flip_probability_and_crop_sizes():
     np.random.seed(1)
     flips = [isinstance(T.RandomFlip(0.5).get_transform(image), T.HFlipTransform) for _ in range(400)]
     assert 0.4 < np.mean(flips) < 0.6
-    assert all(isinstance(T.RandomFlip(1.0, horizontal=False, vertical=True).get_transform(image),
-                          T.VFlipTransform) for _ in range(5))
+    assert all(
+        isinstance(T.RandomFlip(1.0, horizontal=False, vertical=True).get_transform(image), T.VFlipTransform)
+        for _ in range(5)
+    )
     assert isinstance(T.RandomFlip(0.0).get_transform(image), T.NoOpTransform)
     with pytest.raises(ValueError, match="exactly one"):
         T.RandomFlip(0.5, horizontal=True, vertical=True)
@@ -223,8 +231,7 @@ def test_photometric_distort_values():
 def test_augmentation_list_records_transforms():
     image = np.zeros((40, 60, 3), dtype=np.uint8)
     aug_input = T.AugInput(image, boxes=np.array([[0.0, 0.0, 30.0, 20.0]]))
-    transforms = T.AugmentationList([T.ResizeShortestEdge(80, 1000, "choice"),
-                                     T.RandomFlip(1.0)])(aug_input)
+    transforms = T.AugmentationList([T.ResizeShortestEdge(80, 1000, "choice"), T.RandomFlip(1.0)])(aug_input)
     assert aug_input.image.shape == (80, 120, 3)
     np.testing.assert_allclose(aug_input.boxes, [[60.0, 0.0, 120.0, 40.0]])
     assert [type(t) for t in transforms] == [T.ResizeTransform, T.HFlipTransform]
@@ -236,8 +243,9 @@ def test_augmentation_list_records_transforms():
 def test_photometric_matches_stepwise_reference():
     rng = np.random.default_rng(5)
     image = rng.integers(80, 170, size=(16, 24, 3), dtype=np.uint8)  # no step saturates
-    out = T.PhotometricDistortTransform(brightness=1.05, contrast=1.1, saturation=0.8,
-                                        contrast_first=True).apply_image(image)
+    out = T.PhotometricDistortTransform(brightness=1.05, contrast=1.1, saturation=0.8, contrast_first=True).apply_image(
+        image
+    )
     reference = image.astype(np.float64) * 1.05
     grey_mean = (reference @ [0.299, 0.587, 0.114]).mean()
     reference = grey_mean + 1.1 * (reference - grey_mean)

@@ -1,12 +1,13 @@
 """Fixtures of the engine tests: a tiny shapes dataset generated once per session, and loggers
 put back after each test (training sets up the library loggers, which would hide their records
 from pytest's caplog in later tests)."""
+
 import logging
 import os
 
 import pytest
-
 from engine_toys import SHAPES_ROOT_ENV
+
 from mrcnn.utils.logger import setup_logger
 
 _LOGGERS = ("mrcnn", "fvcore", "mrcnn.utils.events", "mrcnn.checkpoint.detection_checkpoint")

@@ -1,4 +1,5 @@
 """Small models, data and configs shared by the engine tests (imported by them; not a test file)."""
+
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -16,34 +17,62 @@ SHAPES_ROOT_ENV = "MRCNN_TEST_TINY_SHAPES"
 # Command-line overrides that shrink configs/shapes/mask_rcnn_shapes.yaml to a model and data that
 # train at a few iterations per second on one CPU core: 64 px images, 2 per batch, narrow heads.
 TINY_SHAPES_OPTS: List[str] = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.BACKBONE.FREEZE_AT", "5",  # frozen ResNet: backward through FPN and heads only (3x faster)
-    "MODEL.PLUGINS", "['tiny_shapes_plugin']",
-    "DATASETS.TRAIN", "('tinyshapes_train',)",
-    "DATASETS.TEST", "()",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)",
-    "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64",
-    "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.FPN.OUT_CHANNELS", "32",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "32",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "64",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
-    "MODEL.ROI_MASK_HEAD.NUM_CONV", "1",
-    "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "SOLVER.BASE_LR", "0.01",
-    "SOLVER.WARMUP_ITERS", "5",
-    "SOLVER.STEPS", "()",
-    "SOLVER.MAX_ITER", "20",
-    "SOLVER.CHECKPOINT_PERIOD", "1000",
-    "DATALOADER.NUM_WORKERS", "0",
-    "TEST.EVAL_PERIOD", "0",
-    "SEED", "0",
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.BACKBONE.FREEZE_AT",
+    "5",  # frozen ResNet: backward through FPN and heads only (3x faster)
+    "MODEL.PLUGINS",
+    "['tiny_shapes_plugin']",
+    "DATASETS.TRAIN",
+    "('tinyshapes_train',)",
+    "DATASETS.TEST",
+    "()",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "MODEL.FPN.OUT_CHANNELS",
+    "32",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "32",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
+    "64",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "64",
+    "MODEL.ROI_MASK_HEAD.NUM_CONV",
+    "1",
+    "MODEL.ROI_MASK_HEAD.CONV_DIM",
+    "32",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.BASE_LR",
+    "0.01",
+    "SOLVER.WARMUP_ITERS",
+    "5",
+    "SOLVER.STEPS",
+    "()",
+    "SOLVER.MAX_ITER",
+    "20",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "SEED",
+    "0",
 ]
 
 
@@ -116,17 +145,28 @@ def toy_cfg(output_dir: str, extra: Sequence[str] = ()):
     cfg = get_cfg()
     cfg.merge_from_list(
         [
-            "SOLVER.BASE_LR", "0.05",
-            "SOLVER.MAX_ITER", "20",
-            "SOLVER.WARMUP_ITERS", "4",
-            "SOLVER.STEPS", "(8, 15)",
-            "SOLVER.IMS_PER_BATCH", "4",
-            "SOLVER.CHECKPOINT_PERIOD", "5",
-            "SOLVER.BEST_CHECKPOINT.ENABLED", "False",
-            "DATASETS.TRAIN", "()",
-            "DATASETS.TEST", "()",
-            "SEED", "0",
-            "OUTPUT_DIR", str(output_dir),
+            "SOLVER.BASE_LR",
+            "0.05",
+            "SOLVER.MAX_ITER",
+            "20",
+            "SOLVER.WARMUP_ITERS",
+            "4",
+            "SOLVER.STEPS",
+            "(8, 15)",
+            "SOLVER.IMS_PER_BATCH",
+            "4",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "5",
+            "SOLVER.BEST_CHECKPOINT.ENABLED",
+            "False",
+            "DATASETS.TRAIN",
+            "()",
+            "DATASETS.TEST",
+            "()",
+            "SEED",
+            "0",
+            "OUTPUT_DIR",
+            str(output_dir),
         ]
         + list(extra)
     )
@@ -171,7 +211,9 @@ def toy_training_run(batch: List[dict], num_iter: int = 3, lr: float = 0.1):
     torch.manual_seed(0)
     model = ToyModel()
     trainer = SimpleTrainer(
-        create_ddp_model(model, **_NO_FORWARD_BUFFER_SYNC), itertools.repeat(batch), torch.optim.SGD(model.parameters(), lr=lr)
+        create_ddp_model(model, **_NO_FORWARD_BUFFER_SYNC),
+        itertools.repeat(batch),
+        torch.optim.SGD(model.parameters(), lr=lr),
     )
     recorder = _GradientRecorder()
     trainer.register_hooks([recorder])
@@ -188,9 +230,15 @@ def ddp_toy_worker(output_dir: str) -> None:
     rank, world_size = comm.get_rank(), comm.get_world_size()
     data = toy_dataset(8)
     per_rank = len(data) // world_size
-    gradients, weights, first_loss = toy_training_run(data[rank * per_rank:(rank + 1) * per_rank])
+    gradients, weights, first_loss = toy_training_run(data[rank * per_rank : (rank + 1) * per_rank])
     torch.save(
-        {"gradients": gradients, "weights": weights, "first_loss": first_loss, "world_size": world_size,
-         "local_rank": comm.get_local_rank(), "threads": torch.get_num_threads()},
+        {
+            "gradients": gradients,
+            "weights": weights,
+            "first_loss": first_loss,
+            "world_size": world_size,
+            "local_rank": comm.get_local_rank(),
+            "threads": torch.get_num_threads(),
+        },
         os.path.join(output_dir, f"rank{rank}.pt"),
     )

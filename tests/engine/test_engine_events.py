@@ -1,4 +1,5 @@
 """EventStorage, the json writer and the peak-memory figure they log."""
+
 import json
 import subprocess
 import sys

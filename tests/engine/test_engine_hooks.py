@@ -1,4 +1,5 @@
 """Hooks with the toy trainer: checkpoint rotation, evaluation, best checkpoint, validation loss, writers."""
+
 import json
 import logging
 import os
@@ -6,13 +7,15 @@ import random
 
 import pytest
 import torch
-
 from engine_toys import ToyModel, ToyTrainer, toy_cfg, toy_dataset, toy_loader
+
 from mrcnn.engine import SimpleTrainer, hooks
 
 
 def test_periodic_checkpointer_keeps_newest_n_and_final(tmp_path):
-    cfg = toy_cfg(tmp_path, ["SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.MAX_CHECKPOINTS_TO_KEEP", "2", "SOLVER.MAX_ITER", "10"])
+    cfg = toy_cfg(
+        tmp_path, ["SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.MAX_CHECKPOINTS_TO_KEEP", "2", "SOLVER.MAX_ITER", "10"]
+    )
     trainer = ToyTrainer(cfg)
     trainer.train()
     saved = sorted(name for name in os.listdir(tmp_path) if name.endswith(".pth"))

@@ -1,15 +1,14 @@
 """A training process killed with SIGKILL in the middle of saving leaves a loadable checkpoint,
 and tools/train_net.py --resume continues from it."""
+
 import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import torch
-
 from engine_toys import REPO_ROOT, SHAPES_CONFIG, TINY_SHAPES_OPTS, subprocess_env
 
 TRAIN_NET = os.path.join(REPO_ROOT, "tools", "train_net.py")
@@ -52,7 +51,10 @@ def test_sigkill_during_save_then_resume(tiny_shapes, tmp_path):
     opts = [*TINY_SHAPES_OPTS, "SOLVER.CHECKPOINT_PERIOD", "5", "SOLVER.MAX_ITER", "12", "OUTPUT_DIR", str(output)]
     process = subprocess.Popen(
         [sys.executable, str(runner), "--config-file", SHAPES_CONFIG, *opts],
-        env=subprocess_env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=subprocess_env(),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.time() + 240
@@ -78,7 +80,11 @@ def test_sigkill_during_save_then_resume(tiny_shapes, tmp_path):
 
     completed = subprocess.run(
         [sys.executable, TRAIN_NET, "--config-file", SHAPES_CONFIG, "--resume", *opts],
-        env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=subprocess_env(),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     log = (output / "log.txt").read_text()

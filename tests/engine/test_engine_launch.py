@@ -1,4 +1,5 @@
 """Distributed training on the CPU: gloo processes from launch(), torchrun, and tools/train_net.py."""
+
 import os
 import subprocess
 import sys
@@ -6,7 +7,6 @@ import textwrap
 
 import pytest
 import torch
-
 from engine_toys import (
     REPO_ROOT,
     SHAPES_CONFIG,
@@ -17,6 +17,7 @@ from engine_toys import (
     toy_dataset,
     toy_training_run,
 )
+
 from mrcnn.engine import launch
 
 
@@ -46,13 +47,15 @@ def test_two_gloo_processes_match_single_process_gradients(tmp_path):
 
 def test_under_torchrun(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {TESTS_ENGINE_DIR!r})
         from engine_toys import ddp_toy_worker
         from mrcnn.engine import launch
         launch(ddp_toy_worker, 8, args=({str(tmp_path)!r},))  # torchrun's environment wins over 8
-    """))
+    """)
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
     completed = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -108,10 +111,23 @@ def test_train_net_with_two_cpu_processes_keeps_ranks_identical(tiny_shapes, tmp
     script.write_text(_TRAIN_NET_WRAPPER.format(repo=REPO_ROOT))
     output = tmp_path / "out"
     command = [
-        sys.executable, str(script), "--num-gpus", "2", "--config-file", SHAPES_CONFIG,
-        *TINY_SHAPES_OPTS, "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(output),
+        sys.executable,
+        str(script),
+        "--num-gpus",
+        "2",
+        "--config-file",
+        SHAPES_CONFIG,
+        *TINY_SHAPES_OPTS,
+        "SOLVER.IMS_PER_BATCH",
+        "4",
+        "SOLVER.MAX_ITER",
+        "4",
+        "OUTPUT_DIR",
+        str(output),
     ]
-    completed = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    completed = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     rank0 = torch.load(output / "weights_rank0.pth", weights_only=True)
     rank1 = torch.load(output / "weights_rank1.pth", weights_only=True)

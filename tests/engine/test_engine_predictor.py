@@ -1,4 +1,5 @@
 """DefaultPredictor: predictions at the input's size, the test-time resize, weight loading, bad input."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,15 +14,42 @@ def tiny_cfg(input_format: str = "BGR"):
     """A narrow ResNet-18 FPN Mask R-CNN that runs in a fraction of a second on 64-128 px images."""
     cfg = get_cfg()
     mean = [103.53, 116.28, 123.675]
-    cfg.merge_from_list([
-        "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.FPN.OUT_CHANNELS", 32,
-        "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_BOX_HEAD.NUM_FC", 2, "MODEL.ROI_BOX_HEAD.FC_DIM", 64,
-        "MODEL.ROI_MASK_HEAD.NUM_CONV", 1, "MODEL.ROI_MASK_HEAD.CONV_DIM", 32,
-        "MODEL.RPN.PRE_NMS_TOPK_TEST", 200, "MODEL.RPN.POST_NMS_TOPK_TEST", 50,
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", 20,
-        "INPUT.MIN_SIZE_TEST", MIN_SIZE_TEST, "INPUT.MAX_SIZE_TEST", MAX_SIZE_TEST,
-        "INPUT.FORMAT", input_format, "MODEL.PIXEL_MEAN", mean if input_format == "BGR" else mean[::-1],
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.RESNETS.DEPTH",
+            18,
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            64,
+            "MODEL.FPN.OUT_CHANNELS",
+            32,
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            3,
+            "MODEL.ROI_BOX_HEAD.NUM_FC",
+            2,
+            "MODEL.ROI_BOX_HEAD.FC_DIM",
+            64,
+            "MODEL.ROI_MASK_HEAD.NUM_CONV",
+            1,
+            "MODEL.ROI_MASK_HEAD.CONV_DIM",
+            32,
+            "MODEL.RPN.PRE_NMS_TOPK_TEST",
+            200,
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            50,
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            0.0,
+            "TEST.DETECTIONS_PER_IMAGE",
+            20,
+            "INPUT.MIN_SIZE_TEST",
+            MIN_SIZE_TEST,
+            "INPUT.MAX_SIZE_TEST",
+            MAX_SIZE_TEST,
+            "INPUT.FORMAT",
+            input_format,
+            "MODEL.PIXEL_MEAN",
+            mean if input_format == "BGR" else mean[::-1],
+        ]
+    )
     return cfg
 
 
@@ -84,7 +112,10 @@ def test_predict_batch_equals_single_calls_and_min_size_zero_keeps_size():
     predictor = DefaultPredictor(cfg)
     seen = _capture_inputs(predictor)
     rng = np.random.default_rng(1)
-    images = [rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8), rng.integers(0, 256, size=(80, 64, 3), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8),
+        rng.integers(0, 256, size=(80, 64, 3), dtype=np.uint8),
+    ]
     batch = predictor.predict_batch(images)
     assert len(seen) == 1 and len(seen[0]) == 2  # one forward pass for the list
     assert [tuple(x["image"].shape[1:]) for x in seen[0]] == [(64, 96), (80, 64)]  # not resized

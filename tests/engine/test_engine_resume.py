@@ -1,8 +1,9 @@
 """Exact resume: N iterations straight equal N/2 + crash + --resume + N/2, weights and lrs alike."""
+
 import pytest
 import torch
-
 from engine_toys import ToyTrainer, tiny_shapes_cfg, toy_cfg
+
 from mrcnn.engine import DefaultTrainer, hooks
 from mrcnn.utils.env import seed_all_rng
 

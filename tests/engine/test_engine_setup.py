@@ -1,5 +1,5 @@
 """Command line, config assembly with plugins, and per-process set-up."""
-import os
+
 import sys
 import textwrap
 
@@ -13,8 +13,21 @@ from mrcnn.utils.plugins import import_plugins, plugin_names_from_sources
 
 def test_argument_parser_flags_and_overrides():
     args = default_argument_parser().parse_args(
-        ["--config-file", "a.yaml", "--resume", "--num-gpus", "2", "--plugin", "p1", "--plugin", "p2",
-         "SOLVER.BASE_LR", "0.5", "MODEL.DEVICE", "cpu"]
+        [
+            "--config-file",
+            "a.yaml",
+            "--resume",
+            "--num-gpus",
+            "2",
+            "--plugin",
+            "p1",
+            "--plugin",
+            "p2",
+            "SOLVER.BASE_LR",
+            "0.5",
+            "MODEL.DEVICE",
+            "cpu",
+        ]
     )
     assert args.config_file == "a.yaml" and args.resume and not args.eval_only
     assert args.num_gpus == 2 and args.num_machines == 1 and args.machine_rank == 0 and args.dist_url == "auto"
@@ -24,13 +37,15 @@ def test_argument_parser_flags_and_overrides():
 
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
-    (tmp_path / "my_plugin_keys.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_plugin_keys.py").write_text(
+        textwrap.dedent("""
         from mrcnn.config import CfgNode
         IMPORTED = True
         def add_config(cfg):
             if "MY_PLUGIN" not in cfg:
                 cfg.MY_PLUGIN = CfgNode({"WIDTH": 4})
-    """))
+    """)
+    )
     (tmp_path / "my_other_plugin.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path

@@ -1,13 +1,13 @@
 """DefaultTrainer with the real (tiny) Mask R-CNN on shapes: learning, outputs, fine-tuning, hooks."""
+
 import json
 import logging
 import os
 
 import pytest
 import torch
-
 from engine_toys import tiny_shapes_cfg
-from mrcnn.checkpoint import DetectionCheckpointer
+
 from mrcnn.engine import DefaultTrainer
 from mrcnn.utils.env import seed_all_rng
 
@@ -66,20 +66,34 @@ def test_hooks_with_test_sets_and_every_option(tiny_shapes, tmp_path):
     cfg = tiny_shapes_cfg(
         tmp_path,
         [
-            "DATASETS.TEST", "('tinyshapes_val',)",
-            "TEST.EVAL_PERIOD", "4",
-            "TEST.VAL_LOSS_PERIOD", "2",
-            "TEST.VAL_LOSS_NUM_IMAGES", "2",
-            "SOLVER.EARLY_STOP.ENABLED", "True",
-            "SOLVER.EARLY_STOP.METRIC", "validation_loss",
-            "SOLVER.EARLY_STOP.MODE", "min",
-            "SOLVER.MAX_ITER", "4",
+            "DATASETS.TEST",
+            "('tinyshapes_val',)",
+            "TEST.EVAL_PERIOD",
+            "4",
+            "TEST.VAL_LOSS_PERIOD",
+            "2",
+            "TEST.VAL_LOSS_NUM_IMAGES",
+            "2",
+            "SOLVER.EARLY_STOP.ENABLED",
+            "True",
+            "SOLVER.EARLY_STOP.METRIC",
+            "validation_loss",
+            "SOLVER.EARLY_STOP.MODE",
+            "min",
+            "SOLVER.MAX_ITER",
+            "4",
         ],
     )
     trainer = DefaultTrainer(cfg)
     assert [type(h).__name__ for h in trainer.hooks] == [
-        "IterationTimer", "LRScheduler", "ValidationLoss", "PeriodicCheckpointer", "EvalHook",
-        "BestCheckpointer", "EarlyStopping", "PeriodicWriter",
+        "IterationTimer",
+        "LRScheduler",
+        "ValidationLoss",
+        "PeriodicCheckpointer",
+        "EvalHook",
+        "BestCheckpointer",
+        "EarlyStopping",
+        "PeriodicWriter",
     ]
     results = trainer.train()
     # The final evaluation ran once, its AP is a number, and it was written out.

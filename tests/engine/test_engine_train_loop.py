@@ -1,10 +1,9 @@
 """The loop with toy models: hook order, non-finite losses, AMP on the CPU, clipping, early stop."""
-import os
 
 import pytest
 import torch
-
 from engine_toys import ToyModel, ToyTrainer, toy_cfg, toy_loader
+
 from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.engine import AMPTrainer, SimpleTrainer, hooks
 
@@ -25,10 +24,18 @@ def test_hooks_run_in_order_around_each_step():
     trainer.register_hooks([_recorder(events, "a"), None, _recorder(events, "b")])
     trainer.train(3, 5)
     assert events == [
-        ("a", "before_train"), ("b", "before_train"),
-        ("a", "before_step", 3), ("b", "before_step", 3), ("a", "after_step", 3), ("b", "after_step", 3),
-        ("a", "before_step", 4), ("b", "before_step", 4), ("a", "after_step", 4), ("b", "after_step", 4),
-        ("a", "after_train"), ("b", "after_train"),
+        ("a", "before_train"),
+        ("b", "before_train"),
+        ("a", "before_step", 3),
+        ("b", "before_step", 3),
+        ("a", "after_step", 3),
+        ("b", "after_step", 3),
+        ("a", "before_step", 4),
+        ("b", "before_step", 4),
+        ("a", "after_step", 4),
+        ("b", "after_step", 4),
+        ("a", "after_train"),
+        ("b", "after_train"),
     ]
     assert trainer.finished and trainer.steps_run == 2
     # Loss terms and data time land in the storage at their iteration.
@@ -42,7 +49,11 @@ def test_default_trainer_hook_order(tmp_path):
     cfg = toy_cfg(tmp_path, ["SOLVER.EARLY_STOP.ENABLED", "True", "TEST.EVAL_PERIOD", "5"])
     trainer = ToyTrainer(cfg)
     assert [type(h).__name__ for h in trainer.hooks] == [
-        "IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EarlyStopping", "PeriodicWriter",
+        "IterationTimer",
+        "LRScheduler",
+        "PeriodicCheckpointer",
+        "EarlyStopping",
+        "PeriodicWriter",
     ]
 
 
@@ -97,7 +108,9 @@ def test_gradient_clipper_is_applied_before_the_step():
     start = [p.detach().clone() for p in model.parameters()]
     max_norm = 1e-3
     trainer = SimpleTrainer(
-        model, toy_loader(), torch.optim.SGD(model.parameters(), lr=1.0),
+        model,
+        toy_loader(),
+        torch.optim.SGD(model.parameters(), lr=1.0),
         grad_clipper=lambda params: torch.nn.utils.clip_grad_norm_(list(params), max_norm),
     )
     trainer.train(0, 1)

@@ -2,6 +2,7 @@
 
 The folder comes from $MRCNN_TEST_TINY_SHAPES (the engine tests' conftest generates it once).
 """
+
 import os
 import tempfile
 

@@ -1,4 +1,5 @@
 """COCOEvaluator: AP of perfect and perturbed predictions, backends, ranks, empty input, json-less datasets."""
+
 import contextlib
 import io
 import json
@@ -36,7 +37,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 HEIGHT, WIDTH = 96, 128
 # non-contiguous ids, and one category ("unused") without any annotation
-CATEGORIES = [{"id": 1, "name": "disk"}, {"id": 3, "name": "box"}, {"id": 7, "name": "wedge"}, {"id": 9, "name": "unused"}]
+CATEGORIES = [
+    {"id": 1, "name": "disk"},
+    {"id": 3, "name": "box"},
+    {"id": 7, "name": "wedge"},
+    {"id": 9, "name": "unused"},
+]
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -54,8 +60,11 @@ def _rle_of(mask):
 
 
 def _annotation(image_id, category_id, segmentation, iscrowd=0):
-    rle = segmentation if isinstance(segmentation, dict) else mask_util.merge(
-        mask_util.frPyObjects(segmentation, HEIGHT, WIDTH))
+    rle = (
+        segmentation
+        if isinstance(segmentation, dict)
+        else mask_util.merge(mask_util.frPyObjects(segmentation, HEIGHT, WIDTH))
+    )
     return {
         "image_id": image_id,
         "category_id": category_id,
@@ -331,8 +340,10 @@ def test_bad_input_gives_clear_errors(tiny_coco):
     with pytest.raises(ValueError, match="not in the ground truth"):
         evaluator.evaluate()
     evaluator.reset()
-    evaluator.process([{"image_id": 1, "height": HEIGHT, "width": WIDTH}], [{"instances": _instances(
-        [[0, 0, 10, 10]], [0.9], [7], None)}])
+    evaluator.process(
+        [{"image_id": 1, "height": HEIGHT, "width": WIDTH}],
+        [{"instances": _instances([[0, 0, 10, 10]], [0.9], [7], None)}],
+    )
     with pytest.raises(ValueError, match="predicted class 7 is outside 0..3"):
         evaluator.evaluate()
     with pytest.raises(KeyError, match="image_id"):

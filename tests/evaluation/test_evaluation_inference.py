@@ -1,4 +1,5 @@
 """inference_on_dataset, DatasetEvaluators, and printing/flattening/serialising results."""
+
 import json
 import logging
 import math
@@ -146,7 +147,9 @@ def test_flatten_and_json_safe_and_csv(caplog):
     assert type(safe["segm"]["AP"]) is float
     json.loads(json.dumps(safe, allow_nan=False))  # strict json holds it
     assert json_safe({("bbox", 1): (torch.tensor(2.5), float("-inf")), 7: np.int64(3)}) == {
-        "('bbox', 1)": [2.5, None], 7: 3}  # json cannot write a tuple key; an int one it can
+        "('bbox', 1)": [2.5, None],
+        7: 3,
+    }  # json cannot write a tuple key; an int one it can
 
     # the training hooks' name for it is the same function
     from mrcnn.engine import hooks

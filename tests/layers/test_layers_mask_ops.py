@@ -28,7 +28,9 @@ def _grid_sample_reference(masks: torch.Tensor, boxes: torch.Tensor, height: int
         grid_x = (torch.arange(width) + 0.5 - x0) / (x1 - x0) * 2 - 1
         grid_y = (torch.arange(height) + 0.5 - y0) / (y1 - y0) * 2 - 1
         grid = torch.stack([grid_x[None, :].expand(height, width), grid_y[:, None].expand(height, width)], dim=-1)
-        sampled = F.grid_sample(mask[None, None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = F.grid_sample(
+            mask[None, None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         pasted.append(sampled[0, 0])
     return torch.stack(pasted)
 
@@ -42,7 +44,11 @@ def _literal_torchvision_reference(masks: torch.Tensor, boxes: torch.Tensor, hei
         padded = F.pad(mask, (1, 1, 1, 1))
         center_x, center_y = (box[2] + box[0]) * 0.5, (box[3] + box[1]) * 0.5
         half_w, half_h = (box[2] - box[0]) * 0.5 * scale, (box[3] - box[1]) * 0.5 * scale
-        x0, y0, x1, y1 = torch.stack([center_x - half_w, center_y - half_h, center_x + half_w, center_y + half_h]).to(torch.int64).tolist()
+        x0, y0, x1, y1 = (
+            torch.stack([center_x - half_w, center_y - half_h, center_x + half_w, center_y + half_h])
+            .to(torch.int64)
+            .tolist()
+        )
         w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
         resized = F.interpolate(padded[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         for y in range(max(y0, 0), min(y1 + 1, height)):
@@ -110,7 +116,9 @@ def test_torchvision_mode_matches_literal_loop_including_boxes_outside():
     torch.testing.assert_close(probabilities, reference, atol=1e-5, rtol=0)
     assert probabilities[0].abs().sum() == 0 and probabilities[1].abs().sum() == 0
     # threshold other than 0.5
-    _assert_thresholded_agree(paste_masks_in_image(masks, boxes, (HEIGHT, WIDTH), threshold=0.3, mode="torchvision"), reference, 0.3)
+    _assert_thresholded_agree(
+        paste_masks_in_image(masks, boxes, (HEIGHT, WIDTH), threshold=0.3, mode="torchvision"), reference, 0.3
+    )
 
 
 def test_full_mask_fills_its_box():
@@ -136,7 +144,9 @@ def test_chunking_does_not_change_result(monkeypatch):
 def test_empty_input_and_bad_arguments():
     empty = paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (20, 30))
     assert empty.shape == (0, 20, 30) and empty.dtype == torch.bool
-    assert paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (20, 30), threshold=-1).dtype == torch.float32
+    assert (
+        paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (20, 30), threshold=-1).dtype == torch.float32
+    )
     with pytest.raises(ValueError, match="mode 'nearest'"):
         paste_masks_in_image(torch.zeros(1, 4, 4), torch.zeros(1, 4), (8, 8), mode="nearest")
     with pytest.raises(ValueError, match="boxes must be"):

@@ -1,4 +1,5 @@
 """The CPU's per-box paste and the batched whole-image paste give the same masks."""
+
 import pytest
 import torch
 

@@ -37,7 +37,9 @@ def test_roi_align_unaligned_is_shifted_by_half_pixel():
 
 
 def test_nms_and_batched_nms():
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0]])
+    boxes = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0]]
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     # IoU(0,1)=90/110, IoU(0,2)=0.5
     assert nms(boxes, scores, 0.6).tolist() == [0, 2, 3]

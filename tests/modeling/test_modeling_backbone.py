@@ -1,4 +1,5 @@
 """ResNet and FPN: output names, strides, channels, stride placement and the registry."""
+
 import math
 
 import pytest

@@ -87,6 +87,10 @@ def test_unknown_loss_type_is_named():
     transform = Box2BoxTransform((1.0, 1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="BBOX_REG_LOSS_TYPE"):
         box_regression_loss(
-            torch.zeros(1, 4), transform, torch.zeros(1, 1, 4), torch.zeros(1, 1, 4),
-            torch.ones(1, 1, dtype=torch.bool), loss_type="l3",
+            torch.zeros(1, 4),
+            transform,
+            torch.zeros(1, 1, 4),
+            torch.zeros(1, 1, 4),
+            torch.ones(1, 1, dtype=torch.bool),
+            loss_type="l3",
         )

@@ -1,5 +1,6 @@
 """The fast paths of a built model: one switch, the plain model's state and results, plain code
 under tracing, user subclasses left alone."""
+
 import copy
 import io
 

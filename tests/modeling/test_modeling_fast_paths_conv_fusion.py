@@ -1,4 +1,5 @@
 """Folded norms and fused conv kernels compute what the separate conv, norm, add and ReLU compute."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,12 @@ def _reference(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize(
-    "kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=1, stride=2), dict(kernel_size=3, padding=2, dilation=2, groups=2)]
+    "kwargs",
+    [
+        dict(kernel_size=3, padding=1),
+        dict(kernel_size=1, stride=2),
+        dict(kernel_size=3, padding=2, dilation=2, groups=2),
+    ],
 )
 def test_inference_matches_separate_ops(channels_last, kwargs):
     torch.manual_seed(0)

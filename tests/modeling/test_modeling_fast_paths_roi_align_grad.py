@@ -1,4 +1,5 @@
 """The fast ROIAlign's CPU gradient equals torchvision's kernel's, for every pooling setting."""
+
 import itertools
 
 import pytest

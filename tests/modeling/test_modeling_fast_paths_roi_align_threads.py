@@ -1,4 +1,5 @@
 """RoIAlign split over threads on the CPU returns exactly what one call returns."""
+
 import pytest
 import torch
 from torchvision.ops import roi_align

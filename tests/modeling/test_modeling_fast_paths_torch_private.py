@@ -4,6 +4,7 @@ When this fails after a torch upgrade, the message names the call that changed: 
 mrcnn/modeling/fast_paths/torch_private.py (the only place that calls it). Until then the fast
 paths warn and fall back to the public ops, so models still give the same results.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,5 +1,6 @@
 """At inference the mask head computes only each detection's own class channel, equal to slicing
 the full K-class output."""
+
 import torch
 
 from mrcnn.layers import ShapeSpec

@@ -1,4 +1,5 @@
 """Multi-level RoI pooling: level assignment by box scale, and values equal to single-level RoIAlign."""
+
 import torch
 from torchvision.ops import roi_align
 
@@ -18,7 +19,10 @@ def test_pooler_matches_roi_align_on_the_assigned_level():
     torch.manual_seed(0)
     features = [torch.randn(2, 4, 64 // 2**i, 64 // 2**i) for i in range(4)]  # strides 4..32 of a 256 image
     pooler = ROIPooler(output_size=5, scales=[1 / 4, 1 / 8, 1 / 16, 1 / 32], sampling_ratio=2, pooler_type="ROIAlignV2")
-    box_lists = [Boxes(torch.tensor([[10.0, 10, 40, 40], [0, 0, 250, 250]])), Boxes(torch.tensor([[20.0, 30, 140, 150]]))]
+    box_lists = [
+        Boxes(torch.tensor([[10.0, 10, 40, 40], [0, 0, 250, 250]])),
+        Boxes(torch.tensor([[20.0, 30, 140, 150]])),
+    ]
     pooled = pooler(features, box_lists)
     assert pooled.shape == (3, 4, 5, 5)
     levels = assign_boxes_to_levels(box_lists, 2, 5)
@@ -26,7 +30,9 @@ def test_pooler_matches_roi_align_on_the_assigned_level():
     for index, (image, box) in enumerate(rows):
         level = int(levels[index])
         roi = torch.cat([torch.tensor([float(image)]), box])[None]
-        expected = roi_align(features[level], roi, 5, spatial_scale=1 / 2 ** (level + 2), sampling_ratio=2, aligned=True)
+        expected = roi_align(
+            features[level], roi, 5, spatial_scale=1 / 2 ** (level + 2), sampling_ratio=2, aligned=True
+        )
         assert torch.allclose(pooled[index], expected[0], atol=1e-6)
 
 

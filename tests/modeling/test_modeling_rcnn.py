@@ -1,4 +1,5 @@
 """GeneralizedRCNN end to end on tiny inputs: losses, gradients, inference outputs."""
+
 import math
 
 import numpy as np
@@ -45,7 +46,11 @@ def test_training_returns_five_finite_losses_and_gradients_everywhere(mask_forma
     assert losses["loss_cls"].item() == pytest.approx(math.log(4), rel=0.2)
     assert losses["loss_mask"].item() == pytest.approx(math.log(2), rel=0.2)
     sum(losses.values()).backward()
-    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    no_grad = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())
+    ]
     assert no_grad == []
     zero_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad.abs().sum() == 0]
     assert zero_grad == []

@@ -67,9 +67,12 @@ def test_build_from_config():
     assert isinstance(rpn.rpn_head, StandardRPNHead)
     names = {name for name, _ in rpn.named_parameters()}
     assert names == {
-        "rpn_head.conv.weight", "rpn_head.conv.bias",
-        "rpn_head.objectness_logits.weight", "rpn_head.objectness_logits.bias",
-        "rpn_head.anchor_deltas.weight", "rpn_head.anchor_deltas.bias",
+        "rpn_head.conv.weight",
+        "rpn_head.conv.bias",
+        "rpn_head.objectness_logits.weight",
+        "rpn_head.objectness_logits.bias",
+        "rpn_head.anchor_deltas.weight",
+        "rpn_head.anchor_deltas.bias",
     }
     assert rpn.rpn_head.anchor_deltas.weight.shape == (12, CHANNELS, 1, 1)
     assert abs(float(rpn.rpn_head.objectness_logits.weight.detach().std()) - 0.01) < 0.005
@@ -116,9 +119,9 @@ def test_loss_values_with_zero_head():
     _, losses = rpn(images, features, gt)
 
     all_anchors = Boxes.cat(anchors).tensor
-    num_sampled = sum(int((l >= 0).sum()) for l in labels)
+    num_sampled = sum(int((label >= 0).sum()) for label in labels)
     assert num_sampled == 2 * 64
-    positives = [l == 1 for l in labels]
+    positives = [label == 1 for label in labels]
     assert all(int(p.sum()) > 0 for p in positives)
     transform = Box2BoxTransform((1.0, 1.0, 1.0, 1.0))
     l1 = sum(float(transform.get_deltas(all_anchors[p], m[p]).abs().sum()) for p, m in zip(positives, matched))
@@ -169,18 +172,27 @@ def test_eval_proposals_match_torchvision_rpn():
     rpn.eval()
 
     tv_head = RPNHead(CHANNELS, 3)
-    tv_head.load_state_dict({
-        "conv.0.0.weight": rpn.rpn_head.conv.weight, "conv.0.0.bias": rpn.rpn_head.conv.bias,
-        "cls_logits.weight": rpn.rpn_head.objectness_logits.weight,
-        "cls_logits.bias": rpn.rpn_head.objectness_logits.bias,
-        "bbox_pred.weight": rpn.rpn_head.anchor_deltas.weight,
-        "bbox_pred.bias": rpn.rpn_head.anchor_deltas.bias,
-    })
+    tv_head.load_state_dict(
+        {
+            "conv.0.0.weight": rpn.rpn_head.conv.weight,
+            "conv.0.0.bias": rpn.rpn_head.conv.bias,
+            "cls_logits.weight": rpn.rpn_head.objectness_logits.weight,
+            "cls_logits.bias": rpn.rpn_head.objectness_logits.bias,
+            "bbox_pred.weight": rpn.rpn_head.anchor_deltas.weight,
+            "bbox_pred.bias": rpn.rpn_head.anchor_deltas.bias,
+        }
+    )
     tv_rpn = RegionProposalNetwork(
-        TorchvisionAnchorGenerator(((16,), (32,)), ((0.5, 1.0, 2.0),) * 2), tv_head,
-        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=256, positive_fraction=0.5,
-        pre_nms_top_n={"training": 300, "testing": 150}, post_nms_top_n={"training": 100, "testing": 60},
-        nms_thresh=0.7, score_thresh=0.0,
+        TorchvisionAnchorGenerator(((16,), (32,)), ((0.5, 1.0, 2.0),) * 2),
+        tv_head,
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=256,
+        positive_fraction=0.5,
+        pre_nms_top_n={"training": 300, "testing": 150},
+        post_nms_top_n={"training": 100, "testing": 60},
+        nms_thresh=0.7,
+        score_thresh=0.0,
     ).eval()
 
     images, features = _inputs(seed=5)
@@ -240,8 +252,14 @@ def test_decoding_only_the_top_anchors_equals_decoding_all(training):
             for a, d in zip(anchors, deltas)
         ]
         reference = find_top_rpn_proposals(
-            decoded_all, logits, images.image_sizes, rpn.nms_thresh, 100,
-            rpn.post_nms_topk[training], rpn.min_box_size, training,
+            decoded_all,
+            logits,
+            images.image_sizes,
+            rpn.nms_thresh,
+            100,
+            rpn.post_nms_topk[training],
+            rpn.min_box_size,
+            training,
         )
     for mine, theirs in zip(ours, reference):
         assert len(mine) == len(theirs) > 0

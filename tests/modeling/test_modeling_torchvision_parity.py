@@ -1,16 +1,12 @@
 """Our model built from the torchvision config, loaded with converted torchvision weights,
 reproduces torchvision's maskrcnn_resnet50_fpn: feature maps, boxes, scores, classes, masks."""
+
 import os
 
 import pytest
 import torch
 from torchvision.models.resnet import resnet50
 from torchvision.ops import FrozenBatchNorm2d
-
-from mrcnn.benchmark import calibrated_torchvision_maskrcnn, natural_image
-from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
-from mrcnn.config import get_cfg
-from mrcnn.modeling import build_model
 from torchvision_parity_checks import (
     ROOT,
     check_detections,
@@ -19,6 +15,11 @@ from torchvision_parity_checks import (
     convert_with_tool,
     run_both,
 )
+
+from mrcnn.benchmark import calibrated_torchvision_maskrcnn, natural_image
+from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
+from mrcnn.config import get_cfg
+from mrcnn.modeling import build_model
 
 CONFIG = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_torchvision.yaml")
 HEIGHT, WIDTH = 800, 1067

@@ -2,17 +2,13 @@
 reproduces torchvision's maskrcnn_resnet50_fpn_v2 (BatchNorm FPN and heads, 2-conv RPN head,
 4conv+1fc box head): feature maps, boxes, scores, classes, masks. Tolerances are those of the
 v1 parity test."""
+
 import os
 
 import pytest
 import torch
 from torch import nn
 from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
-
-from mrcnn.benchmark import natural_image
-from mrcnn.checkpoint import DetectionCheckpointer
-from mrcnn.config import get_cfg
-from mrcnn.modeling import build_model
 from torchvision_parity_checks import (
     ROOT,
     check_detections,
@@ -21,6 +17,11 @@ from torchvision_parity_checks import (
     convert_with_tool,
     run_both,
 )
+
+from mrcnn.benchmark import natural_image
+from mrcnn.checkpoint import DetectionCheckpointer
+from mrcnn.config import get_cfg
+from mrcnn.modeling import build_model
 
 CONFIG = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_torchvision_v2.yaml")
 HEIGHT, WIDTH = 800, 1067

@@ -1,6 +1,7 @@
 """Shared steps of the torchvision parity tests (v1 and v2 architectures): converting a torchvision
 model's weights with tools/convert_torchvision_weights.py into our model, running both models on
 one image, and the checks that their feature maps, detections and masks agree."""
+
 import importlib.util
 import os
 from typing import Dict, NamedTuple, Tuple

@@ -1,5 +1,6 @@
 """The MobileNetV3 backbone plugin: shapes and strides, ImageNet weights, freezing, and training
 plus evaluation through tools/train_net.py selected by its yaml file alone."""
+
 import json
 import math
 import os
@@ -23,15 +24,42 @@ from projects.MobileNetBackbone.mobilenet_backbone.imagenet_weights import conve
 
 # Tiny settings shared by the end-to-end run: 64 px images, 2 per batch, few proposals.
 TINY_OPTS = [
-    "MODEL.DEVICE", "cpu",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "32",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "5", "SOLVER.WARMUP_ITERS", "5",
-    "SOLVER.STEPS", "()", "SOLVER.BASE_LR", "0.01",
-    "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "SEED", "0",
+    "MODEL.DEVICE",
+    "cpu",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "64",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "32",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "5",
+    "SOLVER.WARMUP_ITERS",
+    "5",
+    "SOLVER.STEPS",
+    "()",
+    "SOLVER.BASE_LR",
+    "0.01",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "SEED",
+    "0",
 ]
 
 
@@ -104,8 +132,15 @@ def test_train_net_trains_and_evaluates_the_plugin(tmp_path):
     env = dict(os.environ, MRCNN_DATASETS=str(datasets), OMP_NUM_THREADS="1")
     env.pop("PYTHONPATH", None)  # the plugin must come from MODEL.PLUGINS in the yaml alone
     # as the README says: from the repository root, where the plugin loader finds projects/
-    command = [sys.executable, os.path.join("tools", "train_net.py"), "--config-file", PLUGIN_CONFIG,
-               *TINY_OPTS, "OUTPUT_DIR", str(output)]
+    command = [
+        sys.executable,
+        os.path.join("tools", "train_net.py"),
+        "--config-file",
+        PLUGIN_CONFIG,
+        *TINY_OPTS,
+        "OUTPUT_DIR",
+        str(output),
+    ]
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 

@@ -1,4 +1,5 @@
 """Optimizer param groups, lr schedules with warm-up, and gradient clipping."""
+
 import math
 
 import pytest
@@ -101,8 +102,13 @@ def test_warmup_multistep_schedule_values():
 
 def test_warmup_cosine_and_constant_warmup():
     cfg = _cfg(
-        BASE_LR=0.2, BASE_LR_END=0.02, MAX_ITER=50, WARMUP_ITERS=5, WARMUP_METHOD="constant",
-        WARMUP_FACTOR=0.1, LR_SCHEDULER_NAME="WarmupCosineLR",
+        BASE_LR=0.2,
+        BASE_LR_END=0.02,
+        MAX_ITER=50,
+        WARMUP_ITERS=5,
+        WARMUP_METHOD="constant",
+        WARMUP_FACTOR=0.1,
+        LR_SCHEDULER_NAME="WarmupCosineLR",
     )
     lrs = _lrs(cfg, 50)
     assert lrs[:5] == pytest.approx([0.02] * 5)

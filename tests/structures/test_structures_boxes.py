@@ -36,7 +36,9 @@ def test_pairwise_iou_matches_hand_computed_values():
     boxes2 = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 10.0], [20.0, 20.0, 30.0, 30.0]]))
     expected = torch.tensor([[1.0, 0.5, 0.0], [25.0 / 175.0, 0.0, 0.0]])
     torch.testing.assert_close(pairwise_iou(boxes1, boxes2), expected)
-    torch.testing.assert_close(pairwise_intersection(boxes1, boxes2), torch.tensor([[100.0, 50.0, 0.0], [25.0, 0.0, 0.0]]))
+    torch.testing.assert_close(
+        pairwise_intersection(boxes1, boxes2), torch.tensor([[100.0, 50.0, 0.0], [25.0, 0.0, 0.0]])
+    )
     torch.testing.assert_close(pairwise_ioa(boxes1, boxes2), torch.tensor([[1.0, 1.0, 0.0], [0.25, 0.0, 0.0]]))
 
 

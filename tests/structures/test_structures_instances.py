@@ -25,7 +25,7 @@ def test_fields_set_get_has_remove():
     del inst.scores
     assert inst.get_fields() == {}
     with pytest.raises(AttributeError, match="no field 'missing'"):
-        inst.missing
+        _ = inst.missing
 
 
 def test_length_mismatch_error_names_field_and_lengths():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.structures import BitMasks, Boxes, PolygonMasks, polygons_to_bitmask
+from mrcnn.structures import BitMasks, PolygonMasks, polygons_to_bitmask
 
 
 def _square(x0, y0, size):
@@ -19,11 +19,13 @@ def test_polygons_to_bitmask_square_area_and_position():
 
 
 def test_polygon_area_counts_overlaps_once():
-    masks = PolygonMasks([
-        [_square(0, 0, 10)],
-        [_square(0, 0, 10), _square(5, 5, 10)],  # union = 100 + 100 - 25
-        [_square(-4, -4, 8)],  # negative coordinates must not be clipped away
-    ])
+    masks = PolygonMasks(
+        [
+            [_square(0, 0, 10)],
+            [_square(0, 0, 10), _square(5, 5, 10)],  # union = 100 + 100 - 25
+            [_square(-4, -4, 8)],  # negative coordinates must not be clipped away
+        ]
+    )
     torch.testing.assert_close(masks.area(), torch.tensor([100.0, 175.0, 64.0]))
 
 
@@ -100,7 +102,9 @@ def test_polygon_and_bitmask_crop_and_resize_agree():
         points = np.stack([center[0].item() + radius * np.cos(angles), center[1].item() + radius * np.sin(angles)], 1)
         polygons.append([points.reshape(-1)])
         jitter = (torch.rand(4, generator=generator) - 0.5) * 6
-        boxes.append(torch.tensor([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()]) + jitter)
+        boxes.append(
+            torch.tensor([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()]) + jitter
+        )
     boxes = torch.stack(boxes).float()
     polygon_masks = PolygonMasks(polygons)
     bit_masks = BitMasks.from_polygon_masks(polygon_masks, 80, 80)
@@ -128,7 +132,9 @@ def test_polygon_crop_and_resize_equals_rasterizing_each_instance_in_its_box():
         [],  # no polygon: an empty mask
         [np.array([30.0, 5.0, 45.0, 12.0, 33.0, 25.0])],
     ]
-    boxes = torch.tensor([[3.5, 5.0, 15.0, 17.0], [0.0, 0.0, 27.0, 27.0], [1.0, 1.0, 9.0, 9.0], [30.0, 5.0, 30.0, 25.0]])
+    boxes = torch.tensor(
+        [[3.5, 5.0, 15.0, 17.0], [0.0, 0.0, 27.0, 27.0], [1.0, 1.0, 9.0, 9.0], [30.0, 5.0, 30.0, 25.0]]
+    )
     masks = PolygonMasks(polygons)
     out = masks.crop_and_resize(boxes, 14)
     assert out.dtype == torch.bool and out.shape == (4, 14, 14)

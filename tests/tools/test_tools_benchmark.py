@@ -1,5 +1,6 @@
 """tools/benchmark.py: every task runs at a tiny size for two iterations and writes a complete
 json (nothing here is a timing assertion). Its measuring pieces are tested in tests/benchmark/."""
+
 import importlib.util
 import json
 import os
@@ -15,10 +16,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Small enough for seconds per run: ResNet-18, 96x128 images, few proposals and detections.
 TINY_FLAGS = ["--height", "96", "--width", "128", "--iters", "2", "--warmup", "0"]
 TINY_OPTS = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "200", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "TEST.DETECTIONS_PER_IMAGE", "10",
+    "MODEL.RESNETS.DEPTH",
+    "18",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "50",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "10",
 ]
 
 
@@ -42,7 +55,11 @@ def _run(tool, tmp_path, capsys, flags, opts=()):
 
 def test_inference_against_torchvision_writes_json(tool, tmp_path, capsys):
     report = _run(
-        tool, tmp_path, capsys, ["--task", "inference", "--compare", "torchvision", "--no-flops"] + TINY_FLAGS, TINY_OPTS
+        tool,
+        tmp_path,
+        capsys,
+        ["--task", "inference", "--compare", "torchvision", "--no-flops"] + TINY_FLAGS,
+        TINY_OPTS,
     )
     results = report["results"]
     assert report["task"] == "inference" and results["height"] == 96 and results["width"] == 128
@@ -62,9 +79,24 @@ def test_inference_against_torchvision_writes_json(tool, tmp_path, capsys):
 def test_inference_flops_of_the_shapes_model(tool, tmp_path, capsys):
     config = os.path.join(ROOT, "configs", "shapes", "mask_rcnn_shapes.yaml")
     report = _run(
-        tool, tmp_path, capsys,
-        ["--config-file", config, "--task", "inference", "--height", "128", "--width", "128", "--iters", "2",
-         "--warmup", "0", "--no-memory"],
+        tool,
+        tmp_path,
+        capsys,
+        [
+            "--config-file",
+            config,
+            "--task",
+            "inference",
+            "--height",
+            "128",
+            "--width",
+            "128",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--no-memory",
+        ],
     )
     entry = report["results"]["mrcnn"]
     assert "torchvision" not in report["results"] and report["compare"] is None
@@ -79,8 +111,11 @@ def test_inference_flops_of_the_shapes_model(tool, tmp_path, capsys):
 
 def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
     report = _run(
-        tool, tmp_path, capsys,
-        ["--task", "train", "--compare", "torchvision", "--no-memory", "--profile", "5"] + TINY_FLAGS, TINY_OPTS,
+        tool,
+        tmp_path,
+        capsys,
+        ["--task", "train", "--compare", "torchvision", "--no-memory", "--profile", "5"] + TINY_FLAGS,
+        TINY_OPTS,
     )
     results = report["results"]
     assert results["batch_size"] == 2 and len(results["instances_per_image"]) == 4
@@ -102,7 +137,9 @@ def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
 
 def test_eval_task_times_each_backend(tool, tmp_path, capsys):
     report = _run(
-        tool, tmp_path, capsys,
+        tool,
+        tmp_path,
+        capsys,
         ["--task", "eval", "--eval-images", "3", "--dets-per-image", "5", "--eval-backends", "pycocotools"],
     )
     timing = report["results"]["pycocotools"]
@@ -125,7 +162,9 @@ def shapes_train_dataset(tmp_path):
 def test_data_task_on_synthetic_shapes(tool, tmp_path, capsys, shapes_train_dataset):
     config = os.path.join(ROOT, "configs", "shapes", "mask_rcnn_shapes.yaml")
     report = _run(
-        tool, tmp_path, capsys,
+        tool,
+        tmp_path,
+        capsys,
         ["--config-file", config, "--task", "data", "--iters", "2", "--warmup", "1"],
         ["DATASETS.TRAIN", f"('{shapes_train_dataset}',)", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2"],
     )

@@ -1,4 +1,5 @@
 """tools/demo.py on two images and a file that is not one: pictures, predictions.json and a clear message."""
+
 import importlib.util
 import json
 import os
@@ -57,11 +58,23 @@ def test_two_images_and_a_non_image(tiny_model, tmp_path, capsys):
     (inputs / "notes.png").write_text("this is text, not a picture")
     output = tmp_path / "out"
 
-    code = demo.main([
-        "--config-file", config_file, "--input", str(inputs / "*.png"), str(inputs / "second.jpg"),
-        str(inputs / "missing.jpg"), "--output", str(output), "--confidence-threshold", "0.0",
-        "--opts", "MODEL.WEIGHTS", weights,
-    ])
+    code = demo.main(
+        [
+            "--config-file",
+            config_file,
+            "--input",
+            str(inputs / "*.png"),
+            str(inputs / "second.jpg"),
+            str(inputs / "missing.jpg"),
+            "--output",
+            str(output),
+            "--confidence-threshold",
+            "0.0",
+            "--opts",
+            "MODEL.WEIGHTS",
+            weights,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     assert sorted(os.listdir(output)) == ["first.png", "predictions.json", "second.jpg"]
@@ -94,10 +107,21 @@ def test_threshold_filters_and_nothing_readable_fails(tiny_model, tmp_path, caps
     config_file, weights = tiny_model
     image_path = tmp_path / "image.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(image_path)
-    code = demo.main([
-        "--config-file", config_file, "--input", str(tmp_path), "--output", str(tmp_path / "high"),
-        "--confidence-threshold", "1.01", "--opts", "MODEL.WEIGHTS", weights,
-    ])
+    code = demo.main(
+        [
+            "--config-file",
+            config_file,
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "high"),
+            "--confidence-threshold",
+            "1.01",
+            "--opts",
+            "MODEL.WEIGHTS",
+            weights,
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "high" / "predictions.json").read_text()) == []
     assert "image.png: 0 detections" in capsys.readouterr().out
@@ -105,8 +129,22 @@ def test_threshold_filters_and_nothing_readable_fails(tiny_model, tmp_path, caps
 
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 truncated")
-    assert demo.main(["--config-file", config_file, "--input", str(bad), "--output", str(tmp_path / "none"),
-                      "--opts", "MODEL.WEIGHTS", weights]) == 1
+    assert (
+        demo.main(
+            [
+                "--config-file",
+                config_file,
+                "--input",
+                str(bad),
+                "--output",
+                str(tmp_path / "none"),
+                "--opts",
+                "MODEL.WEIGHTS",
+                weights,
+            ]
+        )
+        == 1
+    )
     assert "bad.jpg" in capsys.readouterr().err
 
 
@@ -116,7 +154,9 @@ def test_input_expansion_and_unique_ids(tmp_path):
     for directory in ("a", "b"):
         (tmp_path / directory / "x.png").write_bytes(b"")
         (tmp_path / directory / "labels.json").write_text("{}")
-    paths, problems = demo.expand_inputs([str(tmp_path / "a"), str(tmp_path / "b" / "*.png"), str(tmp_path / "nope*.jpg")])
+    paths, problems = demo.expand_inputs(
+        [str(tmp_path / "a"), str(tmp_path / "b" / "*.png"), str(tmp_path / "nope*.jpg")]
+    )
     assert paths == [str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")]  # directories list images only
     assert len(problems) == 1 and "nope*.jpg" in problems[0]
     used = {}
@@ -125,7 +165,18 @@ def test_input_expansion_and_unique_ids(tmp_path):
 
 def test_a_missing_plugin_is_named(tiny_model, tmp_path, capsys):
     config_file, weights = tiny_model
-    code = demo.main(["--config-file", config_file, "--input", str(tmp_path), "--output", str(tmp_path / "out"),
-                      "--opts", "MODEL.PLUGINS", "('projects.no_such_plugin',)"])
+    code = demo.main(
+        [
+            "--config-file",
+            config_file,
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "out"),
+            "--opts",
+            "MODEL.PLUGINS",
+            "('projects.no_such_plugin',)",
+        ]
+    )
     assert code == 2
     assert "projects.no_such_plugin" in capsys.readouterr().err

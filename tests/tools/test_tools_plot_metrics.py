@@ -1,4 +1,5 @@
 """tools/plot_metrics.py: metrics.json (with a truncated last line) → losses.png, lr.png, ap.png."""
+
 import importlib.util
 import json
 import os
@@ -15,13 +16,27 @@ spec.loader.exec_module(plot_metrics)
 def _write_metrics(directory, with_ap: bool = True) -> None:
     rows = []
     for iteration in range(20):
-        rows.append({
-            "iteration": iteration, "total_loss": 3.0 - 0.1 * iteration, "loss_cls": 1.0 - 0.02 * iteration,
-            "loss_mask": 0.7, "lr": 0.01 * min(1.0, (iteration + 1) / 5), "time": 0.2, "eta_seconds": 3.0,
-        })
+        rows.append(
+            {
+                "iteration": iteration,
+                "total_loss": 3.0 - 0.1 * iteration,
+                "loss_cls": 1.0 - 0.02 * iteration,
+                "loss_mask": 0.7,
+                "lr": 0.01 * min(1.0, (iteration + 1) / 5),
+                "time": 0.2,
+                "eta_seconds": 3.0,
+            }
+        )
         if with_ap and iteration in (9, 19):
-            rows.append({"iteration": iteration, "bbox/AP": 10.0 + iteration, "bbox/AP50": 30.0 + iteration,
-                         "segm/AP": 8.0 + iteration, "segm/AP-circle": 5.0})
+            rows.append(
+                {
+                    "iteration": iteration,
+                    "bbox/AP": 10.0 + iteration,
+                    "bbox/AP50": 30.0 + iteration,
+                    "segm/AP": 8.0 + iteration,
+                    "segm/AP-circle": 5.0,
+                }
+            )
     rows.append({"iteration": 19, "total_loss": 0.5})  # a resumed run repeats iteration 19
     text = "\n".join(json.dumps(r) for r in rows) + '\n{"iteration": 20, "total_lo'  # killed mid-write
     (directory / "metrics.json").write_text(text)
@@ -36,7 +51,12 @@ def test_reads_series_and_ignores_a_truncated_line(tmp_path):
     assert series["total_loss"][19] == 0.5  # the later row wins
     assert series["bbox/AP"] == {9: 19.0, 19: 29.0}
     assert [k for k in sorted(series) if plot_metrics.is_loss_key(k)] == ["loss_cls", "loss_mask", "total_loss"]
-    assert [k for k in sorted(series) if plot_metrics.is_ap_key(k)] == ["bbox/AP", "bbox/AP50", "segm/AP", "segm/AP-circle"]
+    assert [k for k in sorted(series) if plot_metrics.is_ap_key(k)] == [
+        "bbox/AP",
+        "bbox/AP50",
+        "segm/AP",
+        "segm/AP-circle",
+    ]
     assert plot_metrics.is_loss_key("val/total_loss") and not plot_metrics.is_ap_key("lr")
 
 

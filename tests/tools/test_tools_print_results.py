@@ -1,4 +1,5 @@
 """tools/print_results.py: tables from eval_results.json and the list of outputs."""
+
 import importlib.util
 import json
 import os
@@ -14,8 +15,12 @@ def _tool():
 
 
 def test_prints_box_and_mask_ap_and_outputs(tmp_path, capsys):
-    results = {"shapes_val": {"bbox": {"AP": 81.234, "AP50": 97.0, "AP75": 90.0, "APs": 70.0, "APm": 85.0, "APl": None},
-                              "segm": {"AP": 83.5, "AP50": 96.0, "AP75": 91.0, "APs": 72.0, "APm": 88.0, "APl": None}}}
+    results = {
+        "shapes_val": {
+            "bbox": {"AP": 81.234, "AP50": 97.0, "AP75": 90.0, "APs": 70.0, "APm": 85.0, "APl": None},
+            "segm": {"AP": 83.5, "AP50": 96.0, "AP75": 91.0, "APs": 72.0, "APm": 88.0, "APl": None},
+        }
+    }
     (tmp_path / "eval_results.json").write_text(json.dumps(results))
     (tmp_path / "model_final.pth").write_bytes(b"x")
     assert _tool().main([str(tmp_path)]) == 0

@@ -1,4 +1,5 @@
 """tools/visualize_data.py: ground truth drawn as loaded and after the training augmentations."""
+
 import importlib.util
 import os
 
@@ -19,12 +20,12 @@ spec.loader.exec_module(visualize_data)
 
 PREFIX = "visualize_data_test_shapes"
 CONFIG = """
-DATASETS: {TRAIN: ["%s_train"], TEST: []}
+DATASETS: {TRAIN: ["PREFIX_train"], TEST: []}
 DATALOADER: {NUM_WORKERS: 0, ASPECT_RATIO_GROUPING: False}
 SOLVER: {IMS_PER_BATCH: 2}
 INPUT: {MIN_SIZE_TRAIN: [96], MAX_SIZE_TRAIN: 200, RANDOM_FLIP: "horizontal"}
 SEED: 3
-""" % PREFIX
+""".replace("PREFIX", PREFIX)
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,16 @@ def _gt_masks(dataset_dict, height, width):
 
 def test_annotation_source_draws_every_mask(config_file, tmp_path, capsys):
     output = tmp_path / "annotation"
-    assert visualize_data.main(["--config-file", config_file, "--source", "annotation", "--output", str(output),
-                                "--num", "3"]) == 0
+    assert (
+        visualize_data.main(
+            ["--config-file", config_file, "--source", "annotation", "--output", str(output), "--num", "3"]
+        )
+        == 0
+    )
     dicts = DatasetCatalog.get(f"{PREFIX}_train")[:3]
-    assert sorted(os.listdir(output)) == sorted(os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png" for d in dicts)
+    assert sorted(os.listdir(output)) == sorted(
+        os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png" for d in dicts
+    )
     for dataset_dict in dicts:
         original = np.asarray(Image.open(dataset_dict["file_name"]).convert("RGB"))
         name = os.path.splitext(os.path.basename(dataset_dict["file_name"]))[0] + ".png"
@@ -63,8 +70,24 @@ def test_annotation_source_draws_every_mask(config_file, tmp_path, capsys):
 
 def test_dataloader_source_draws_augmented_images(config_file, tmp_path):
     output = tmp_path / "loader"
-    assert visualize_data.main(["--config-file", config_file, "--source", "dataloader", "--output", str(output),
-                                "--num", "3", "--opts", "INPUT.MIN_SIZE_TRAIN", "(96,)"]) == 0
+    assert (
+        visualize_data.main(
+            [
+                "--config-file",
+                config_file,
+                "--source",
+                "dataloader",
+                "--output",
+                str(output),
+                "--num",
+                "3",
+                "--opts",
+                "INPUT.MIN_SIZE_TRAIN",
+                "(96,)",
+            ]
+        )
+        == 0
+    )
     names = sorted(os.listdir(output))
     assert len(names) == 3 and all(n.endswith(".png") for n in names)
     for name in names:
@@ -81,14 +104,22 @@ def test_ground_truth_instances_drawn_from_loader_fields():
     masks = torch.zeros(1, 40, 60, dtype=torch.bool)
     masks[0, 10:30, 20:50] = True
     for gt_masks in (BitMasks(masks), PolygonMasks([[[20, 10, 50, 10, 50, 30, 20, 30]]])):
-        instances = Instances((40, 60), gt_boxes=Boxes(torch.tensor([[20.0, 10.0, 50.0, 30.0]])),
-                              gt_classes=torch.tensor([1]), gt_masks=gt_masks)
+        instances = Instances(
+            (40, 60),
+            gt_boxes=Boxes(torch.tensor([[20.0, 10.0, 50.0, 30.0]])),
+            gt_classes=torch.tensor([1]),
+            gt_masks=gt_masks,
+        )
         picture = Visualizer(image).draw_ground_truth_instances(instances).get_image()
         assert np.all(np.any(picture[13:27, 23:47] != 100, axis=2))
         assert np.all(picture[:, :15] == 100)
 
 
 def test_missing_config_is_reported(tmp_path, capsys):
-    assert visualize_data.main(["--config-file", str(tmp_path / "nope.yaml"), "--source", "annotation",
-                                "--output", str(tmp_path)]) == 2
+    assert (
+        visualize_data.main(
+            ["--config-file", str(tmp_path / "nope.yaml"), "--source", "annotation", "--output", str(tmp_path)]
+        )
+        == 2
+    )
     assert "nope.yaml" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Visualizer: masks change the pixels they cover and nothing far away; every mask format draws alike."""
+
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
@@ -32,8 +33,11 @@ def _known_masks() -> torch.Tensor:
 def _predictions(masks: torch.Tensor) -> Instances:
     boxes = BitMasks(masks).get_bounding_boxes()
     return Instances(
-        (HEIGHT, WIDTH), pred_boxes=boxes, scores=torch.tensor([0.9, 0.75]),
-        pred_classes=torch.tensor([0, 2]), pred_masks=masks,
+        (HEIGHT, WIDTH),
+        pred_boxes=boxes,
+        scores=torch.tensor([0.9, 0.75]),
+        pred_classes=torch.tensor([0, 2]),
+        pred_masks=masks,
     )
 
 
@@ -61,8 +65,11 @@ def test_mask_pixels_change_and_far_pixels_do_not():
 def test_zero_instances_leave_the_image_unchanged():
     image = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
     empty = Instances(
-        (HEIGHT, WIDTH), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0),
-        pred_classes=torch.zeros(0, dtype=torch.long), pred_masks=torch.zeros(0, HEIGHT, WIDTH, dtype=torch.bool),
+        (HEIGHT, WIDTH),
+        pred_boxes=Boxes(torch.zeros(0, 4)),
+        scores=torch.zeros(0),
+        pred_classes=torch.zeros(0, dtype=torch.long),
+        pred_masks=torch.zeros(0, HEIGHT, WIDTH, dtype=torch.bool),
     )
     picture = Visualizer(image).draw_instance_predictions(empty).get_image()
     np.testing.assert_array_equal(picture, image)
@@ -106,7 +113,9 @@ def test_every_mask_format_draws_the_same_picture():
 
 
 def test_class_colours_from_metadata_are_used_per_instance():
-    metadata = Metadata(name="vis_test", thing_classes=["a", "b", "c"], thing_colors=[[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+    metadata = Metadata(
+        name="vis_test", thing_classes=["a", "b", "c"], thing_colors=[[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    )
     visualizer = Visualizer(_grey_image(), metadata)
     colors = visualizer._instance_colors([0, 0, 2], 3)
     assert colors[0] != colors[1]  # two instances of one class still differ
@@ -125,18 +134,29 @@ def test_dataset_dict_ground_truth():
         np.asfortranarray(polygons_to_bitmask([np.array(TRIANGLE)], HEIGHT, WIDTH).astype(np.uint8))
     )
     dataset_dict = {
-        "file_name": "unused.png", "height": HEIGHT, "width": WIDTH,
+        "file_name": "unused.png",
+        "height": HEIGHT,
+        "width": WIDTH,
         "annotations": [
-            {"bbox": [x0, y0, x1 - x0, y1 - y0], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
-             "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]},
-            {"bbox": [125, 60, 175, 110], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1,
-             "segmentation": triangle_rle, "iscrowd": 1},
+            {
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": 0,
+                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+            },
+            {
+                "bbox": [125, 60, 175, 110],
+                "bbox_mode": BoxMode.XYXY_ABS,
+                "category_id": 1,
+                "segmentation": triangle_rle,
+                "iscrowd": 1,
+            },
         ],
     }
     visualizer = Visualizer(_grey_image(), metadata)
     picture = visualizer.draw_dataset_dict(dataset_dict).get_image()
     square = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    square[y0 + 3:y1 - 3, x0 + 3:x1 - 3] = True
+    square[y0 + 3 : y1 - 3, x0 + 3 : x1 - 3] = True
     assert np.all(np.any(picture[square] != GREY, axis=1))
     triangle = _erode(polygons_to_bitmask([np.array(TRIANGLE)], HEIGHT, WIDTH), 3)
     assert np.all(np.any(picture[triangle] != GREY, axis=1))
@@ -151,7 +171,9 @@ def test_label_of_a_box_at_the_corner_stays_inside():
     picture = visualizer.overlay_instances(
         boxes=np.array([[WIDTH - 12.0, 0.0, WIDTH, 8.0]]), labels=[text], assigned_colors=[color]
     ).get_image()
-    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=_font(visualizer._font_size))
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (0, 0), text, font=_font(visualizer._font_size)
+    )
     tag_pixels = np.all(picture == color, axis=2)
     # the whole tag (text box plus padding, minus the glyphs) is visible, so it was moved inside
     assert tag_pixels.sum() >= 0.6 * (right - left) * (bottom - top)
@@ -164,7 +186,7 @@ def test_scale_and_black_and_white_mode():
     picture = Visualizer(_grey_image(), scale=2.0).draw_instance_predictions(_predictions(masks)).get_image()
     assert picture.shape == (2 * HEIGHT, 2 * WIDTH, 3)
     x0, y0, x1, y1 = SQUARE
-    assert np.all(np.any(picture[2 * y0 + 8:2 * y1 - 8, 2 * x0 + 8:2 * x1 - 8] != GREY, axis=2))
+    assert np.all(np.any(picture[2 * y0 + 8 : 2 * y1 - 8, 2 * x0 + 8 : 2 * x1 - 8] != GREY, axis=2))
     assert np.all(picture[:, :140] == GREY)
 
     colourful = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)

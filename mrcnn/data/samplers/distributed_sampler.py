@@ -1,4 +1,5 @@
 """Index samplers that shard a dataset across ranks: infinite for training, exact for inference."""
+
 import itertools
 import logging
 import math
@@ -53,8 +54,14 @@ class TrainingSampler(_EndlessShardedSampler):
     together they visit each index once.
     """
 
-    def __init__(self, size: int, shuffle: bool = True, seed: Optional[int] = None,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
+    def __init__(
+        self,
+        size: int,
+        shuffle: bool = True,
+        seed: Optional[int] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+    ):
         if size <= 0:
             raise ValueError(f"TrainingSampler needs a dataset of positive size, got {size}")
         self._size, self._shuffle = size, shuffle
@@ -73,8 +80,14 @@ class RepeatFactorTrainingSampler(_EndlessShardedSampler):
     with probability r - floor(r)), so rare-category images are seen more often (LVIS-style).
     """
 
-    def __init__(self, repeat_factors: torch.Tensor, shuffle: bool = True, seed: Optional[int] = None,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
+    def __init__(
+        self,
+        repeat_factors: torch.Tensor,
+        shuffle: bool = True,
+        seed: Optional[int] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+    ):
         repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float32)
         if repeat_factors.dim() != 1 or len(repeat_factors) == 0 or (repeat_factors < 0).any():
             raise ValueError("RepeatFactorTrainingSampler needs a non-empty 1-D tensor of factors ≥ 0")

@@ -1,4 +1,5 @@
 """Augmentations (random decisions) and the Transforms (deterministic changes) they produce."""
+
 from .augmentation import AugInput, Augmentation, AugmentationList, apply_augmentations
 from .augmentation_impl import RandomCrop, RandomFlip, Resize, ResizeShortestEdge
 from .photometric import PhotometricDistortTransform, RandomPhotometricDistort

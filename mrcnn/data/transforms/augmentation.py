@@ -4,7 +4,8 @@ Splitting the two lets one decision (say, "flip this image") be applied identica
 image, its boxes, polygons and bitmasks, and be inverted later for predictions.
 Randomness comes from numpy's global generator, which the data loader seeds per worker.
 """
-from typing import Any, List, Optional, Sequence, Tuple, Union
+
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from fvcore.transforms import transform as fvcore_transforms
@@ -28,7 +29,9 @@ class Augmentation:
         args = [getattr(aug_input, name) for name in self.input_args]
         transform = self.get_transform(*args)
         if not isinstance(transform, fvcore_transforms.Transform):  # ours, or any other fvcore Transform
-            raise TypeError(f"{type(self).__name__}.get_transform must return a Transform, got {type(transform).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.get_transform must return a Transform, got {type(transform).__name__}"
+            )
         aug_input.transform(transform)
         return transform
 
@@ -44,11 +47,12 @@ class Augmentation:
 class AugInput:
     """What augmentations read and change: an HWC uint8 image and optional XYXY boxes and (H, W) mask."""
 
-    def __init__(self, image: np.ndarray, *, boxes: Optional[np.ndarray] = None,
-                 sem_seg: Optional[np.ndarray] = None):
+    def __init__(self, image: np.ndarray, *, boxes: Optional[np.ndarray] = None, sem_seg: Optional[np.ndarray] = None):
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
-            raise ValueError(f"AugInput expects an (H, W) or (H, W, C) numpy image, got "
-                             f"{getattr(image, 'shape', type(image).__name__)}")
+            raise ValueError(
+                f"AugInput expects an (H, W) or (H, W, C) numpy image, got "
+                f"{getattr(image, 'shape', type(image).__name__)}"
+            )
         self.image, self.boxes, self.sem_seg = image, boxes, sem_seg
 
     def transform(self, transform: Transform) -> None:
@@ -73,8 +77,9 @@ class AugmentationList(Augmentation):
         return f"AugmentationList({self.augmentations!r})"
 
 
-def apply_augmentations(augmentations: Sequence[Augmentation], inputs: Union[np.ndarray, AugInput]
-                        ) -> Tuple[Union[np.ndarray, AugInput], TransformList]:
+def apply_augmentations(
+    augmentations: Sequence[Augmentation], inputs: Union[np.ndarray, AugInput]
+) -> Tuple[Union[np.ndarray, AugInput], TransformList]:
     """Apply augmentations to an image (returns the new image) or an AugInput (changed in place)."""
     aug_input = AugInput(inputs) if isinstance(inputs, np.ndarray) else inputs
     transforms = AugmentationList(augmentations)(aug_input)

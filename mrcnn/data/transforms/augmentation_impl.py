@@ -1,4 +1,5 @@
 """Geometric augmentations: shortest-edge resize, fixed resize, flips and random crops."""
+
 import sys
 from typing import Sequence, Tuple, Union
 
@@ -19,8 +20,13 @@ class ResizeShortestEdge(Augmentation):
     bilinear filter (which smooths when shrinking), masks with nearest neighbour.
     """
 
-    def __init__(self, short_edge_length: Union[int, Sequence[int]], max_size: int = sys.maxsize,
-                 sample_style: str = "range", interp: int = Image.BILINEAR):
+    def __init__(
+        self,
+        short_edge_length: Union[int, Sequence[int]],
+        max_size: int = sys.maxsize,
+        sample_style: str = "range",
+        interp: int = Image.BILINEAR,
+    ):
         if sample_style not in ("range", "choice"):
             raise ValueError(f"ResizeShortestEdge: sample_style must be 'range' or 'choice', got '{sample_style}'")
         lengths = (short_edge_length,) if isinstance(short_edge_length, int) else tuple(short_edge_length)
@@ -68,8 +74,10 @@ class RandomFlip(Augmentation):
 
     def __init__(self, prob: float = 0.5, *, horizontal: bool = True, vertical: bool = False):
         if horizontal == vertical:
-            raise ValueError("RandomFlip flips one direction: set exactly one of horizontal / vertical "
-                             "(use two RandomFlip augmentations for both)")
+            raise ValueError(
+                "RandomFlip flips one direction: set exactly one of horizontal / vertical "
+                "(use two RandomFlip augmentations for both)"
+            )
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"RandomFlip: prob must be in [0, 1], got {prob}")
         self.prob, self.horizontal, self.vertical = prob, horizontal, vertical

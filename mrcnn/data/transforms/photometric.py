@@ -14,6 +14,7 @@ the end (torchvision clips after each step; the results differ only where a midd
 saturates). Boxes and masks are untouched. ``image_format`` ("RGB" or "BGR") says which
 channel is which.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -34,17 +35,26 @@ def _hue_rotation(angle: float) -> np.ndarray:
     """
     cos, sin = np.cos(angle), np.sin(angle)
     lum = np.array([0.213, 0.715, 0.072])
-    return (np.outer(np.ones(3), lum)
-            + cos * (np.eye(3) - np.outer(np.ones(3), lum))
-            + sin * np.array([[-0.213, -0.715, 0.928], [0.143, 0.140, -0.283], [-0.787, 0.715, 0.072]]))
+    return (
+        np.outer(np.ones(3), lum)
+        + cos * (np.eye(3) - np.outer(np.ones(3), lum))
+        + sin * np.array([[-0.213, -0.715, 0.928], [0.143, 0.140, -0.283], [-0.787, 0.715, 0.072]])
+    )
 
 
 class PhotometricDistortTransform(Transform):
     """Apply fixed brightness/contrast/saturation factors, a hue shift and a channel order."""
 
-    def __init__(self, brightness: float = 1.0, contrast: float = 1.0, saturation: float = 1.0, hue: float = 0.0,
-                 contrast_first: bool = True, channel_order: Optional[Sequence[int]] = None,
-                 image_format: str = "RGB"):
+    def __init__(
+        self,
+        brightness: float = 1.0,
+        contrast: float = 1.0,
+        saturation: float = 1.0,
+        hue: float = 0.0,
+        contrast_first: bool = True,
+        channel_order: Optional[Sequence[int]] = None,
+        image_format: str = "RGB",
+    ):
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"photometric distortion needs an RGB or BGR image, got format '{image_format}'")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
@@ -106,19 +116,34 @@ class PhotometricDistortTransform(Transform):
 class RandomPhotometricDistort(Augmentation):
     """Draw a PhotometricDistortTransform: each change on with probability ``prob``."""
 
-    def __init__(self, brightness: Sequence[float] = (0.875, 1.125), contrast: Sequence[float] = (0.5, 1.5),
-                 saturation: Sequence[float] = (0.5, 1.5), hue: Sequence[float] = (-0.05, 0.05),
-                 prob: float = 0.5, channel_shuffle_prob: float = 0.0, image_format: str = "RGB"):
-        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation),
-                            ("hue", hue)):
+    def __init__(
+        self,
+        brightness: Sequence[float] = (0.875, 1.125),
+        contrast: Sequence[float] = (0.5, 1.5),
+        saturation: Sequence[float] = (0.5, 1.5),
+        hue: Sequence[float] = (-0.05, 0.05),
+        prob: float = 0.5,
+        channel_shuffle_prob: float = 0.0,
+        image_format: str = "RGB",
+    ):
+        for name, value in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+            ("hue", hue),
+        ):
             if len(value) != 2 or value[0] > value[1]:
                 raise ValueError(f"RandomPhotometricDistort: {name} must be a range (low, high), got {list(value)}")
         if not all(v >= 0 for v in (*brightness, *contrast, *saturation)):
             raise ValueError("RandomPhotometricDistort: brightness/contrast/saturation factors must be ≥ 0")
         if not -0.5 <= hue[0] <= hue[1] <= 0.5:
             raise ValueError(f"RandomPhotometricDistort: hue range must lie in [-0.5, 0.5], got {list(hue)}")
-        self.brightness, self.contrast, self.saturation, self.hue = (tuple(brightness), tuple(contrast),
-                                                                     tuple(saturation), tuple(hue))
+        self.brightness, self.contrast, self.saturation, self.hue = (
+            tuple(brightness),
+            tuple(contrast),
+            tuple(saturation),
+            tuple(hue),
+        )
         self.prob, self.channel_shuffle_prob, self.image_format = prob, channel_shuffle_prob, image_format
 
     def _draw(self, value_range, identity: float) -> float:

@@ -20,6 +20,7 @@ fvcore's own classes. What they add to fvcore's:
   ``inverse()`` and ``+``; the inverses of crop and pad are our classes, and say which sizes
   they miss when they cannot be built.
 """
+
 from typing import Any, Callable, List, Sequence
 
 import numpy as np
@@ -138,8 +139,13 @@ class ResizeTransform(Transform):
             # Pillow resizes only uint8 images of 1/3/4 channels: resize each channel as float
             channels = array[..., None] if array.ndim == 2 else array
             out = np.stack(
-                [np.asarray(Image.fromarray(channels[..., c].astype(np.float32)).resize((self.new_w, self.new_h), interp))
-                 for c in range(channels.shape[2])], axis=-1,
+                [
+                    np.asarray(
+                        Image.fromarray(channels[..., c].astype(np.float32)).resize((self.new_w, self.new_h), interp)
+                    )
+                    for c in range(channels.shape[2])
+                ],
+                axis=-1,
             ).astype(array.dtype)
             return out[..., 0] if array.ndim == 2 else out
         squeeze = array.ndim == 3 and array.shape[2] == 1
@@ -179,8 +185,9 @@ class CropTransform(fvcore_transforms.CropTransform, Transform):
         """Shift and clip each polygon to the window; polygons entirely outside vanish."""
         out = []
         for polygon in polygons:
-            clipped = clip_polygon_to_rectangle(self.apply_coords(np.asarray(polygon, dtype=np.float64)),
-                                                0.0, 0.0, float(self.w), float(self.h))
+            clipped = clip_polygon_to_rectangle(
+                self.apply_coords(np.asarray(polygon, dtype=np.float64)), 0.0, 0.0, float(self.w), float(self.h)
+            )
             if len(clipped) >= 3:
                 out.append(clipped)
         return out
@@ -188,15 +195,25 @@ class CropTransform(fvcore_transforms.CropTransform, Transform):
     def inverse(self) -> "PadTransform":
         if self.orig_w is None or self.orig_h is None:
             raise NotImplementedError("CropTransform.inverse needs orig_w and orig_h")
-        return PadTransform(self.x0, self.y0, self.orig_w - self.x0 - self.w, self.orig_h - self.y0 - self.h,
-                            self.w, self.h)
+        return PadTransform(
+            self.x0, self.y0, self.orig_w - self.x0 - self.w, self.orig_h - self.y0 - self.h, self.w, self.h
+        )
 
 
 class PadTransform(fvcore_transforms.PadTransform, Transform):
     """Pad images with ``pad_value`` and segmentations with ``seg_pad_value`` on each side."""
 
-    def __init__(self, x0: int, y0: int, x1: int, y1: int, orig_w: int = None, orig_h: int = None,
-                 pad_value: float = 0, seg_pad_value: int = 0):
+    def __init__(
+        self,
+        x0: int,
+        y0: int,
+        x1: int,
+        y1: int,
+        orig_w: int = None,
+        orig_h: int = None,
+        pad_value: float = 0,
+        seg_pad_value: int = 0,
+    ):
         super().__init__(int(x0), int(y0), int(x1), int(y1), orig_w, orig_h, pad_value, seg_pad_value)
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
@@ -205,8 +222,9 @@ class PadTransform(fvcore_transforms.PadTransform, Transform):
     def inverse(self) -> CropTransform:
         if self.orig_w is None or self.orig_h is None:
             raise NotImplementedError("PadTransform.inverse needs orig_w and orig_h")
-        return CropTransform(self.x0, self.y0, self.orig_w, self.orig_h,
-                             self.orig_w + self.x0 + self.x1, self.orig_h + self.y0 + self.y1)
+        return CropTransform(
+            self.x0, self.y0, self.orig_w, self.orig_h, self.orig_w + self.x0 + self.x1, self.orig_h + self.y0 + self.y1
+        )
 
 
 class ColorTransform(Transform):
@@ -241,6 +259,7 @@ def clip_polygon_to_rectangle(points: np.ndarray, x0: float, y0: float, x1: floa
     Because the clip region is convex this is exact for any simple polygon; a concave one may
     gain zero-width edges along the border, which rasterize to nothing.
     """
+
     def clip(pts: np.ndarray, axis: int, bound: float, keep_greater: bool) -> np.ndarray:
         if len(pts) == 0:
             return pts

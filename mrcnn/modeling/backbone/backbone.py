@@ -1,4 +1,5 @@
 """The Backbone interface: a module returning named feature maps with known strides and channels."""
+
 from abc import ABCMeta, abstractmethod
 from typing import Dict
 

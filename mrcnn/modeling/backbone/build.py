@@ -1,4 +1,5 @@
 """BACKBONE_REGISTRY and `build_backbone`."""
+
 from typing import Optional
 
 from mrcnn.layers import ShapeSpec

@@ -1,4 +1,5 @@
 """Feature Pyramid Network over a bottom-up backbone, with the max-pooled extra level P6."""
+
 import math
 from typing import Dict, List, Optional
 
@@ -54,8 +55,7 @@ class FPN(Backbone):
         missing = [f for f in in_features if f not in input_shapes]
         if missing:
             raise ValueError(
-                f"MODEL.FPN.IN_FEATURES {missing} are not produced by the backbone, "
-                f"which gives {list(input_shapes)}."
+                f"MODEL.FPN.IN_FEATURES {missing} are not produced by the backbone, which gives {list(input_shapes)}."
             )
         strides = [input_shapes[f].stride for f in in_features]
         in_channels = [input_shapes[f].channels for f in in_features]
@@ -70,7 +70,11 @@ class FPN(Backbone):
             level = int(math.log2(stride))
             lateral = Conv2d(channels, out_channels, kernel_size=1, bias=use_bias, norm=get_norm(norm, out_channels))
             output = Conv2d(
-                out_channels, out_channels, kernel_size=3, padding=1, bias=use_bias,
+                out_channels,
+                out_channels,
+                kernel_size=3,
+                padding=1,
+                bias=use_bias,
                 norm=get_norm(norm, out_channels),
             )
             _xavier_init(lateral)
@@ -85,7 +89,7 @@ class FPN(Backbone):
             for extra in range(top_block.num_levels):
                 self._out_feature_strides[f"p{last_level + extra + 1}"] = 2 ** (last_level + extra + 1)
         self._out_features = list(self._out_feature_strides)
-        self._out_feature_channels = {name: out_channels for name in self._out_features}
+        self._out_feature_channels = dict.fromkeys(self._out_features, out_channels)
         self._size_divisibility = strides[-1]
 
     @property

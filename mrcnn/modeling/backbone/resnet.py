@@ -1,11 +1,12 @@
 """ResNet-18/34/50/101 with detectron2 parameter names (stem, res2..res5, shortcut, convN.norm)."""
-from typing import Dict, List, Optional, Sequence
+
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrcnn.layers import Conv2d, FrozenBatchNorm2d, ShapeSpec, convert_frozen_batchnorm, get_norm
+from mrcnn.layers import Conv2d, ShapeSpec, convert_frozen_batchnorm, get_norm
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -39,7 +40,12 @@ class BasicStem(_FreezableBlock):
         self.out_channels = out_channels
         self.stride = 4
         self.conv1 = Conv2d(
-            in_channels, out_channels, kernel_size=7, stride=2, padding=3, bias=False,
+            in_channels,
+            out_channels,
+            kernel_size=7,
+            stride=2,
+            padding=3,
+            bias=False,
             norm=get_norm(norm, out_channels),
         )
         _msra_init(self.conv1)
@@ -58,15 +64,29 @@ class BasicBlock(_FreezableBlock):
         self.shortcut = None
         if in_channels != out_channels or stride != 1:
             self.shortcut = Conv2d(
-                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                in_channels,
+                out_channels,
+                kernel_size=1,
+                stride=stride,
+                bias=False,
                 norm=get_norm(norm, out_channels),
             )
         self.conv1 = Conv2d(
-            in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
+            in_channels,
+            out_channels,
+            kernel_size=3,
+            stride=stride,
+            padding=1,
+            bias=False,
             norm=get_norm(norm, out_channels),
         )
         self.conv2 = Conv2d(
-            out_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False,
+            out_channels,
+            out_channels,
+            kernel_size=3,
+            stride=1,
+            padding=1,
+            bias=False,
             norm=get_norm(norm, out_channels),
         )
         for layer in (self.conv1, self.conv2, self.shortcut):
@@ -104,17 +124,31 @@ class BottleneckBlock(_FreezableBlock):
         self.shortcut = None
         if in_channels != out_channels or stride != 1:
             self.shortcut = Conv2d(
-                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                in_channels,
+                out_channels,
+                kernel_size=1,
+                stride=stride,
+                bias=False,
                 norm=get_norm(norm, out_channels),
             )
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(
-            in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
+            in_channels,
+            bottleneck_channels,
+            kernel_size=1,
+            stride=stride_1x1,
+            bias=False,
             norm=get_norm(norm, bottleneck_channels),
         )
         self.conv2 = Conv2d(
-            bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3,
-            padding=dilation, bias=False, groups=num_groups, dilation=dilation,
+            bottleneck_channels,
+            bottleneck_channels,
+            kernel_size=3,
+            stride=stride_3x3,
+            padding=dilation,
+            bias=False,
+            groups=num_groups,
+            dilation=dilation,
             norm=get_norm(norm, bottleneck_channels),
         )
         self.conv3 = Conv2d(
@@ -159,9 +193,7 @@ class ResNet(Backbone):
             self._out_feature_channels[name] = blocks[-1].out_channels
         unknown = [f for f in out_features if f not in self._out_feature_strides]
         if unknown:
-            raise ValueError(
-                f"MODEL.RESNETS.OUT_FEATURES names {unknown}; valid: {list(self._out_feature_strides)}"
-            )
+            raise ValueError(f"MODEL.RESNETS.OUT_FEATURES names {unknown}; valid: {list(self._out_feature_strides)}")
         self._out_features = list(out_features)
         needed = max((0 if f == "stem" else int(f[3:]) - 1) for f in self._out_features)
         # Stages after the last requested one would only cost time.
@@ -223,8 +255,13 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
                 block = BasicBlock(in_channels, out_channels, stride=stride, norm=norm)
             else:
                 block = BottleneckBlock(
-                    in_channels, out_channels, bottleneck_channels=bottleneck, stride=stride,
-                    num_groups=res.NUM_GROUPS, norm=norm, stride_in_1x1=res.STRIDE_IN_1X1,
+                    in_channels,
+                    out_channels,
+                    bottleneck_channels=bottleneck,
+                    stride=stride,
+                    num_groups=res.NUM_GROUPS,
+                    norm=norm,
+                    stride_in_1x1=res.STRIDE_IN_1X1,
                     dilation=dilation,
                 )
             blocks.append(block)

@@ -14,6 +14,7 @@ One switch turns them all off: MODEL.FAST_PATHS False builds the plain model, an
 scripting, ``torch.compile``/``torch.export`` and ONNX export see the plain code by themselves.
 The private torch calls they need are in `torch_private`, checked against the running torch.
 """
+
 from .conv_fusion import clear_fast_path_caches
 from .fast_modules import FAST_CLASSES, apply_fast_paths, has_fast_paths, remove_fast_paths
 from .switch import fast_paths_active, fast_paths_disabled, fast_paths_enabled, set_fast_paths_enabled

@@ -18,6 +18,7 @@ cache is dropped at the next forward with gradients. Writes through ``.data`` by
 counters and need ``clear_fast_path_caches(model)``. The caches live here, outside the modules,
 so that deepcopy, pickling and state_dict never see them (packed oneDNN tensors cannot be copied).
 """
+
 import weakref
 from typing import Optional, Tuple
 
@@ -267,8 +268,14 @@ def conv_transpose_relu(deconv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Te
     """ReLU(deconv(x)), the transposed conv and the ReLU in one oneDNN call where it applies."""
     if _onednn_usable(deconv, x, None):
         return conv_transpose_pointwise(
-            x, deconv.weight, deconv.bias, deconv.padding, deconv.output_padding, deconv.stride,
-            deconv.dilation, deconv.groups,
+            x,
+            deconv.weight,
+            deconv.bias,
+            deconv.padding,
+            deconv.output_padding,
+            deconv.stride,
+            deconv.dilation,
+            deconv.groups,
         )
     return F.relu(deconv(x))
 

@@ -6,6 +6,7 @@ path, otherwise it calls the plain class's method. ``apply_fast_paths`` swaps th
 module whose class is exactly one of the plain classes (a subclass a user wrote keeps its own
 code), so the state dict, the module tree, deepcopy and pickling are those of the plain model.
 """
+
 from typing import Dict, List
 
 import torch
@@ -20,7 +21,14 @@ from mrcnn.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 from mrcnn.modeling.roi_heads.roi_heads import StandardROIHeads
 from mrcnn.structures import ImageList, Instances
 
-from .conv_fusion import clear_fast_path_caches, conv_add_relu, conv_norm_activation, conv_relu, conv_transpose_relu, is_relu
+from .conv_fusion import (
+    clear_fast_path_caches,
+    conv_add_relu,
+    conv_norm_activation,
+    conv_relu,
+    conv_transpose_relu,
+    is_relu,
+)
 from .roi_align_cpu import roi_align_cpu
 from .switch import fast_paths_active
 
@@ -91,8 +99,7 @@ class FastStandardROIHeads(StandardROIHeads):
     """Pooled feature levels made NCHW once for all poolers: RoIAlign's kernel would copy a
     channels-last level at every call."""
 
-    def forward(self, images: ImageList, features: Dict[str, torch.Tensor], proposals: List[Instances],
-                targets=None):
+    def forward(self, images: ImageList, features: Dict[str, torch.Tensor], proposals: List[Instances], targets=None):
         if fast_paths_active():
             pooled = set(self.box_in_features) | set(getattr(self, "mask_in_features", None) or ())
             features = {name: value.contiguous() if name in pooled else value for name, value in features.items()}

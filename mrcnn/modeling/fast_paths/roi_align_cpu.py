@@ -5,6 +5,7 @@ every channel and output element. Both functions here compute what torchvision's
 threaded forward is bit-identical (each RoI goes through the same kernel), the gradient equal to
 float rounding. The fast ROIAlign of this package uses them.
 """
+
 import math
 import threading
 from typing import List, Tuple
@@ -57,7 +58,12 @@ def _roi_align_cpu(input: torch.Tensor, rois: torch.Tensor, *args) -> torch.Tens
 
 
 def _bilinear_weights_1d(
-    start: torch.Tensor, bin_size: torch.Tensor, num_bins: int, grid: int, size: int, window_start: torch.Tensor,
+    start: torch.Tensor,
+    bin_size: torch.Tensor,
+    num_bins: int,
+    grid: int,
+    size: int,
+    window_start: torch.Tensor,
     window: int,
 ) -> torch.Tensor:
     """(R, num_bins, window) weights of each feature row (or column) in each bin, per RoI.
@@ -69,8 +75,10 @@ def _bilinear_weights_1d(
     samples just outside are clamped to the border.
     """
     num_rois = start.shape[0]
-    offsets = (torch.arange(num_bins, dtype=start.dtype, device=start.device)[:, None]
-               + (torch.arange(grid, dtype=start.dtype, device=start.device)[None, :] + 0.5) / grid)
+    offsets = (
+        torch.arange(num_bins, dtype=start.dtype, device=start.device)[:, None]
+        + (torch.arange(grid, dtype=start.dtype, device=start.device)[None, :] + 0.5) / grid
+    )
     coords = start[:, None, None] + offsets[None] * bin_size[:, None, None]  # (R, num_bins, grid)
     valid = (coords >= -1.0) & (coords <= size)
     coords = coords.clamp(min=0)
@@ -87,9 +95,16 @@ def _bilinear_weights_1d(
 
 
 def _add_roi_windows(
-    grad_input: torch.Tensor, grad: torch.Tensor, image_index: torch.Tensor,
-    start_y: torch.Tensor, roi_h: torch.Tensor, start_x: torch.Tensor, roi_w: torch.Tensor,
-    grid: Tuple[int, int], map_size: Tuple[int, int], window: Tuple[int, int],
+    grad_input: torch.Tensor,
+    grad: torch.Tensor,
+    image_index: torch.Tensor,
+    start_y: torch.Tensor,
+    roi_h: torch.Tensor,
+    start_x: torch.Tensor,
+    roi_w: torch.Tensor,
+    grid: Tuple[int, int],
+    map_size: Tuple[int, int],
+    window: Tuple[int, int],
 ) -> None:
     """Adds R RoIs' gradient windows into grad_input (N*H*W, C).
 
@@ -117,8 +132,12 @@ def _add_roi_windows(
 
 
 def _roi_align_grad_cpu(
-    grad_output: torch.Tensor, rois: torch.Tensor, input_shape: Tuple[int, int, int, int],
-    spatial_scale: float, sampling_ratio: int, aligned: bool,
+    grad_output: torch.Tensor,
+    rois: torch.Tensor,
+    input_shape: Tuple[int, int, int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
 ) -> torch.Tensor:
     """Gradient of roi_align w.r.t. its (N, C, H, W) input, from grad_output (K, C, ph, pw).
 
@@ -157,9 +176,16 @@ def _roi_align_grad_cpu(
         chunk = max(1, _GRAD_WINDOW_ELEMENTS // (window_h * window_w * channels))
         for chunk_members in members.split(chunk):
             _add_roi_windows(
-                grad_input, grad_channels_last[chunk_members], rois[chunk_members, 0].long(),
-                start_y[chunk_members], roi_h[chunk_members], start_x[chunk_members], roi_w[chunk_members],
-                (gh, gw), (height, width), (window_h, window_w),
+                grad_input,
+                grad_channels_last[chunk_members],
+                rois[chunk_members, 0].long(),
+                start_y[chunk_members],
+                roi_h[chunk_members],
+                start_x[chunk_members],
+                roi_w[chunk_members],
+                (gh, gw),
+                (height, width),
+                (window_h, window_w),
             )
     return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
 
@@ -187,8 +213,12 @@ class _ROIAlignCPUFunction(torch.autograd.Function):
 
 
 def roi_align_cpu(
-    input: torch.Tensor, rois: torch.Tensor, output_size: Tuple[int, int], spatial_scale: float,
-    sampling_ratio: int, aligned: bool,
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    output_size: Tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
 ) -> torch.Tensor:
     """torchvision's roi_align of input (N, C, H, W) at rois (K, 5) -> (K, C, *output_size), on the
     CPU threads, with the fast gradient when ``input`` needs one."""

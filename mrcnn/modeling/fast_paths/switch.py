@@ -6,6 +6,7 @@ records: under ``torch.jit`` tracing or scripting, ``torch.compile``/``torch.exp
 export. ``fast_paths_disabled()`` turns them off for a block of code, in every
 model at once, without rebuilding anything.
 """
+
 import threading
 from contextlib import contextmanager
 from typing import Iterator

@@ -9,6 +9,7 @@ matches; the fast paths call it once per torch version and, where it finds a pro
 use the public ops instead. tests/modeling/test_modeling_fast_paths_torch_private.py fails on
 such a torch release, naming the call.
 """
+
 import functools
 import warnings
 from typing import List, Optional, Sequence
@@ -37,8 +38,14 @@ def tensor_version(tensor: torch.Tensor) -> int:
 
 
 def conv_pointwise(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: Sequence[int],
-    stride: Sequence[int], dilation: Sequence[int], groups: int, relu: bool,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    padding: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    relu: bool,
 ) -> torch.Tensor:
     """conv2d(x) followed by an optional ReLU in one oneDNN call; x (N, C, H, W) float32 on the CPU."""
     return torch.ops.mkldnn._convolution_pointwise(
@@ -47,19 +54,43 @@ def conv_pointwise(
 
 
 def conv_add_pointwise(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-    padding: Sequence[int], stride: Sequence[int], dilation: Sequence[int], groups: int, relu: bool,
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    padding: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    relu: bool,
 ) -> torch.Tensor:
     """conv2d(x) + residual, then an optional ReLU, in one oneDNN call (residual has the output's shape)."""
     return torch.ops.mkldnn._convolution_pointwise.binary(
-        x, residual, weight, bias, list(padding), list(stride), list(dilation), groups, "add", None,
-        "relu" if relu else None, [], "",
+        x,
+        residual,
+        weight,
+        bias,
+        list(padding),
+        list(stride),
+        list(dilation),
+        groups,
+        "add",
+        None,
+        "relu" if relu else None,
+        [],
+        "",
     )
 
 
 def conv_transpose_pointwise(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: Sequence[int],
-    output_padding: Sequence[int], stride: Sequence[int], dilation: Sequence[int], groups: int,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    padding: Sequence[int],
+    output_padding: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
 ) -> torch.Tensor:
     """ReLU(conv_transpose2d(x)) in one oneDNN call."""
     return torch.ops.mkldnn._convolution_transpose_pointwise(
@@ -68,7 +99,11 @@ def conv_transpose_pointwise(
 
 
 def reorder_conv_weight(
-    weight: torch.Tensor, padding: Sequence[int], stride: Sequence[int], dilation: Sequence[int], groups: int,
+    weight: torch.Tensor,
+    padding: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
     input_size: Sequence[int],
 ) -> torch.Tensor:
     """``weight`` (C_out, C_in / groups, kh, kw) in oneDNN's blocked layout for inputs of ``input_size``:
@@ -96,7 +131,9 @@ def private_api_problem() -> Optional[str]:
 
 def _first_private_api_problem() -> Optional[str]:
     if _torch_version() < MIN_TORCH_VERSION:
-        return f"torch {torch.__version__} is older than {MIN_TORCH_VERSION}, the oldest the private calls were checked on"
+        return (
+            f"torch {torch.__version__} is older than {MIN_TORCH_VERSION}, the oldest the private calls were checked on"
+        )
     try:
         tensor_version(torch.zeros(1))
     except (AttributeError, RuntimeError) as error:
@@ -113,17 +150,26 @@ def _first_private_api_problem() -> Optional[str]:
     deconv_weight = torch.randn(4, 3, 2, 2, generator=generator)
     deconv_bias = torch.randn(3, generator=generator)
     checks: List[tuple] = [
-        ("torch.ops.mkldnn._convolution_pointwise", lambda: conv_pointwise(x, weight, bias, *geometry, relu=True),
-         lambda: F.relu(expected)),
-        ("torch.ops.mkldnn._convolution_pointwise.binary",
-         lambda: conv_add_pointwise(x, residual, weight, bias, *geometry, relu=True),
-         lambda: F.relu(expected + residual)),
-        ("torch._C._nn.mkldnn_reorder_conv2d_weight (with _convolution_pointwise)",
-         lambda: conv_pointwise(x, reorder_conv_weight(weight, *geometry, x.shape), bias, *geometry, relu=False),
-         lambda: expected),
-        ("torch.ops.mkldnn._convolution_transpose_pointwise",
-         lambda: conv_transpose_pointwise(x, deconv_weight, deconv_bias, [0, 0], [0, 0], [2, 2], [1, 1], 1),
-         lambda: F.relu(F.conv_transpose2d(x, deconv_weight, deconv_bias, stride=2))),
+        (
+            "torch.ops.mkldnn._convolution_pointwise",
+            lambda: conv_pointwise(x, weight, bias, *geometry, relu=True),
+            lambda: F.relu(expected),
+        ),
+        (
+            "torch.ops.mkldnn._convolution_pointwise.binary",
+            lambda: conv_add_pointwise(x, residual, weight, bias, *geometry, relu=True),
+            lambda: F.relu(expected + residual),
+        ),
+        (
+            "torch._C._nn.mkldnn_reorder_conv2d_weight (with _convolution_pointwise)",
+            lambda: conv_pointwise(x, reorder_conv_weight(weight, *geometry, x.shape), bias, *geometry, relu=False),
+            lambda: expected,
+        ),
+        (
+            "torch.ops.mkldnn._convolution_transpose_pointwise",
+            lambda: conv_transpose_pointwise(x, deconv_weight, deconv_bias, [0, 0], [0, 0], [2, 2], [1, 1], 1),
+            lambda: F.relu(F.conv_transpose2d(x, deconv_weight, deconv_bias, stride=2)),
+        ),
     ]
     for name, private, public in checks:
         try:
@@ -135,11 +181,13 @@ def _first_private_api_problem() -> Optional[str]:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _checked_for(version: str) -> bool:
     problem = private_api_problem()
     if problem is not None:
-        warnings.warn(f"mrcnn fast paths: {problem}; using the public torch ops instead (same results, slower).")
+        warnings.warn(
+            f"mrcnn fast paths: {problem}; using the public torch ops instead (same results, slower).", stacklevel=2
+        )
     return problem is None
 
 

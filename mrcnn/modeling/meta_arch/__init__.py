@@ -1,4 +1,5 @@
 """Whole-model architectures."""
+
 from .build import META_ARCH_REGISTRY, build_model, resolve_device
 from .rcnn import GeneralizedRCNN
 

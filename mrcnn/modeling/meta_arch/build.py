@@ -1,4 +1,5 @@
 """META_ARCH_REGISTRY and `build_model`."""
+
 import torch
 from torch import nn
 
@@ -16,9 +17,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"MODEL.DEVICE is '{name}' but CUDA is not available here; use MODEL.DEVICE cpu (or auto)."
-        )
+        raise RuntimeError(f"MODEL.DEVICE is '{name}' but CUDA is not available here; use MODEL.DEVICE cpu (or auto).")
     return device
 
 

@@ -1,11 +1,11 @@
 """GeneralizedRCNN: backbone, proposal generator and RoI heads, from images to instances."""
+
 from typing import Dict, List, Sequence, Union
 
 import torch
 from torch import nn
 
 from mrcnn.config import configurable
-from mrcnn.layers import ShapeSpec
 from mrcnn.modeling.backbone import Backbone, build_backbone
 from mrcnn.modeling.postprocessing import detector_postprocess
 from mrcnn.modeling.proposal_generator import build_proposal_generator
@@ -75,10 +75,15 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
         """Normalise each image and pad the batch to the backbone's size divisibility."""
-        images = [(x["image"].to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = [
+            (x["image"].to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+            for x in batched_inputs
+        ]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
-    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> Union[Dict[str, torch.Tensor], List[Dict[str, Instances]]]:
+    def forward(
+        self, batched_inputs: List[Dict[str, torch.Tensor]]
+    ) -> Union[Dict[str, torch.Tensor], List[Dict[str, Instances]]]:
         """Losses in training mode, detections in eval mode (see the class docstring)."""
         if not self.training:
             return self.inference(batched_inputs)
@@ -108,9 +113,7 @@ class GeneralizedRCNN(nn.Module):
         for result, inputs, image_size in zip(results, batched_inputs, images.image_sizes):
             height = inputs.get("height", image_size[0])
             width = inputs.get("width", image_size[1])
-            outputs.append({
-                "instances": detector_postprocess(
-                    result, height, width, self.mask_threshold, self.mask_paste_mode
-                )
-            })
+            outputs.append(
+                {"instances": detector_postprocess(result, height, width, self.mask_threshold, self.mask_paste_mode)}
+            )
         return outputs

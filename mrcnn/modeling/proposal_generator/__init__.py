@@ -1,4 +1,5 @@
 """Region proposals: anchor generators, RPN heads and the RPN, each with its registry."""
+
 from .anchor_generator import ANCHOR_GENERATOR_REGISTRY, DefaultAnchorGenerator, build_anchor_generator
 from .build import PROPOSAL_GENERATOR_REGISTRY, build_proposal_generator
 from .proposal_utils import find_top_rpn_proposals

@@ -1,4 +1,5 @@
 """Anchor boxes: a few cell anchors per feature level, tiled over that level's grid."""
+
 import math
 from typing import List, Sequence, Union
 

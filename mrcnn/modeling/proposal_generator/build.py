@@ -1,4 +1,5 @@
 """PROPOSAL_GENERATOR_REGISTRY and building the proposal generator a config names."""
+
 from typing import Dict, Optional
 
 from torch import nn
@@ -23,7 +24,5 @@ def build_proposal_generator(cfg, input_shape: Dict[str, "ShapeSpec"]) -> Option
     """
     name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
     if name == "PrecomputedProposals":
-        raise ValueError(
-            "MODEL.PROPOSAL_GENERATOR.NAME 'PrecomputedProposals' is not supported; use 'RPN'"
-        )
+        raise ValueError("MODEL.PROPOSAL_GENERATOR.NAME 'PrecomputedProposals' is not supported; use 'RPN'")
     return PROPOSAL_GENERATOR_REGISTRY.get(name)(cfg, input_shape)

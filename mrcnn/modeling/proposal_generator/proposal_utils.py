@@ -1,4 +1,5 @@
 """Selecting the final RPN proposals of each image: top-k per level, clip, filter, NMS."""
+
 from typing import List, Tuple
 
 import torch

@@ -1,4 +1,5 @@
 """The Region Proposal Network: anchors + head, anchor labelling and losses, proposal selection."""
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -105,9 +106,7 @@ class RPN(nn.Module):
             "in_features": in_features,
             "head": build_rpn_head(cfg, level_shapes),
             "anchor_generator": build_anchor_generator(cfg, level_shapes),
-            "anchor_matcher": Matcher(
-                rpn.IOU_THRESHOLDS, rpn.IOU_LABELS, allow_low_quality_matches=True
-            ),
+            "anchor_matcher": Matcher(rpn.IOU_THRESHOLDS, rpn.IOU_LABELS, allow_low_quality_matches=True),
             "box2box_transform": Box2BoxTransform(weights=tuple(rpn.BBOX_REG_WEIGHTS)),
             "batch_size_per_image": rpn.BATCH_SIZE_PER_IMAGE,
             "positive_fraction": rpn.POSITIVE_FRACTION,
@@ -126,9 +125,7 @@ class RPN(nn.Module):
 
     def _subsample_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Keep a random ``batch_size_per_image`` of the labels; the rest become -1 (ignored)."""
-        pos_idx, neg_idx = subsample_labels(
-            labels, self.batch_size_per_image, self.positive_fraction, bg_label=0
-        )
+        pos_idx, neg_idx = subsample_labels(labels, self.batch_size_per_image, self.positive_fraction, bg_label=0)
         sampled = torch.full_like(labels, -1)
         sampled[pos_idx] = 1
         sampled[neg_idx] = 0
@@ -238,9 +235,7 @@ class RPN(nn.Module):
         pred_objectness_logits, pred_anchor_deltas = self.rpn_head(level_features)
 
         # (N, A, H, W) -> (N, H*W*A), matching the anchors' (y, x, a) order.
-        pred_objectness_logits = [
-            logits.permute(0, 2, 3, 1).flatten(1) for logits in pred_objectness_logits
-        ]
+        pred_objectness_logits = [logits.permute(0, 2, 3, 1).flatten(1) for logits in pred_objectness_logits]
         box_dim = anchors[0].tensor.shape[1]
         # (N, A*B, H, W) -> (N, A, B, H, W) -> (N, H, W, A, B) -> (N, H*W*A, B)
         pred_anchor_deltas = [
@@ -254,14 +249,10 @@ class RPN(nn.Module):
             if gt_instances is None:
                 raise ValueError("RPN in training mode needs gt_instances")
             gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
-            losses = self.losses(
-                anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
-            )
+            losses = self.losses(anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes)
         else:
             losses = {}
-        proposals = self.predict_proposals(
-            anchors, pred_objectness_logits, pred_anchor_deltas, images.image_sizes
-        )
+        proposals = self.predict_proposals(anchors, pred_objectness_logits, pred_anchor_deltas, images.image_sizes)
         return proposals, losses
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
 """The RPN head: a shared conv tower then per-anchor objectness and box-delta 1x1 convs."""
+
 from typing import List, Sequence, Tuple
 
 import torch
@@ -15,8 +16,8 @@ __all__ = ["RPN_HEAD_REGISTRY", "StandardRPNHead", "build_rpn_head"]
 RPN_HEAD_REGISTRY = Registry("RPN_HEAD")
 RPN_HEAD_REGISTRY.__doc__ = """
 RPN heads: modules called with a list of feature maps that return per-level objectness logits
-(N, A, Hi, Wi) and anchor deltas (N, A*box_dim, Hi, Wi). A registered class is built as ``cls(cfg, input_shape)``, where ``input_shape`` is
-a list of ShapeSpec
+(N, A, Hi, Wi) and anchor deltas (N, A*box_dim, Hi, Wi). A registered class is built as
+``cls(cfg, input_shape)``, where ``input_shape`` is a list of ShapeSpec
 (decorate ``__init__`` with ``mrcnn.config.configurable`` and add ``from_config``).
 """
 
@@ -70,9 +71,7 @@ class StandardRPNHead(nn.Module):
 
     @staticmethod
     def _make_conv(in_channels: int, out_channels: int) -> nn.Module:
-        return Conv2d(
-            in_channels, out_channels, kernel_size=3, stride=1, padding=1, activation=nn.ReLU()
-        )
+        return Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, activation=nn.ReLU())
 
     @classmethod
     def from_config(cls, cfg, input_shape) -> dict:

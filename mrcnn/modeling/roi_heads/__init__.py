@@ -1,11 +1,21 @@
 """RoI heads: StandardROIHeads with its box and mask heads and their registries."""
+
 from .box_head import ROI_BOX_HEAD_REGISTRY, FastRCNNConvFCHead, build_box_head
 from .fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
 from .mask_head import ROI_MASK_HEAD_REGISTRY, MaskRCNNConvUpsampleHead, build_mask_head
 from .roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads, build_roi_heads, select_foreground_proposals
 
 __all__ = [
-    "ROI_BOX_HEAD_REGISTRY", "FastRCNNConvFCHead", "build_box_head", "FastRCNNOutputLayers",
-    "fast_rcnn_inference", "ROI_MASK_HEAD_REGISTRY", "MaskRCNNConvUpsampleHead", "build_mask_head",
-    "ROI_HEADS_REGISTRY", "StandardROIHeads", "build_roi_heads", "select_foreground_proposals",
+    "ROI_BOX_HEAD_REGISTRY",
+    "FastRCNNConvFCHead",
+    "build_box_head",
+    "FastRCNNOutputLayers",
+    "fast_rcnn_inference",
+    "ROI_MASK_HEAD_REGISTRY",
+    "MaskRCNNConvUpsampleHead",
+    "build_mask_head",
+    "ROI_HEADS_REGISTRY",
+    "StandardROIHeads",
+    "build_roi_heads",
+    "select_foreground_proposals",
 ]

@@ -1,9 +1,8 @@
 """Box heads: turn pooled RoI features into one feature vector per RoI."""
+
 from typing import List
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mrcnn.config import configurable
@@ -34,8 +33,13 @@ class FastRCNNConvFCHead(nn.Sequential):
         self.conv_norm_relus = []
         for index, dim in enumerate(conv_dims):
             conv = Conv2d(
-                shape[0], dim, kernel_size=3, padding=1, bias=not conv_norm,
-                norm=get_norm(conv_norm, dim), activation=nn.ReLU(),
+                shape[0],
+                dim,
+                kernel_size=3,
+                padding=1,
+                bias=not conv_norm,
+                norm=get_norm(conv_norm, dim),
+                activation=nn.ReLU(),
             )
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             if conv.bias is not None:

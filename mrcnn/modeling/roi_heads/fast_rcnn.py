@@ -1,4 +1,5 @@
 """Box predictor: class scores and class-specific box deltas per RoI, their losses and inference."""
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -28,9 +29,7 @@ def fast_rcnn_inference(
     Returns Instances(pred_boxes, scores, pred_classes) and, per image, the RoI index of each detection.
     """
     results = [
-        fast_rcnn_inference_single_image(
-            b, s, shape, score_thresh, nms_thresh, topk_per_image, min_box_size
-        )
+        fast_rcnn_inference_single_image(b, s, shape, score_thresh, nms_thresh, topk_per_image, min_box_size)
         for b, s, shape in zip(boxes, scores, image_shapes)
     ]
     return [r[0] for r in results], [r[1] for r in results]
@@ -65,7 +64,12 @@ def fast_rcnn_inference_single_image(
     scores = scores[roi_index, class_index]
     if min_box_size > 0:
         sizes_ok = ((boxes[:, 2] - boxes[:, 0]) >= min_box_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_box_size)
-        boxes, scores, roi_index, class_index = boxes[sizes_ok], scores[sizes_ok], roi_index[sizes_ok], class_index[sizes_ok]
+        boxes, scores, roi_index, class_index = (
+            boxes[sizes_ok],
+            scores[sizes_ok],
+            roi_index[sizes_ok],
+            class_index[sizes_ok],
+        )
 
     keep = batched_nms(boxes, scores, class_index, nms_thresh)
     if topk_per_image >= 0:
@@ -145,7 +149,9 @@ class FastRCNNOutputLayers(nn.Module):
             x = torch.flatten(x, start_dim=1)
         return self.cls_score(x), self.bbox_pred(x)
 
-    def losses(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+    def losses(
+        self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
+    ) -> Dict[str, torch.Tensor]:
         """Losses against the sampled proposals' gt_classes and gt_boxes."""
         scores, proposal_deltas = predictions
         gt_classes = cat([p.gt_classes for p in proposals], dim=0) if proposals else torch.empty(0, dtype=torch.long)
@@ -153,9 +159,7 @@ class FastRCNNOutputLayers(nn.Module):
         if gt_classes.numel() == 0:
             zero = scores.sum() * 0.0 + proposal_deltas.sum() * 0.0
             return {"loss_cls": zero, "loss_box_reg": zero}
-        gt_boxes = cat(
-            [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0
-        )
+        gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
         loss_cls = F.cross_entropy(scores, gt_classes, reduction="mean")
 
         box_dim = proposal_boxes.shape[1]
@@ -175,7 +179,9 @@ class FastRCNNOutputLayers(nn.Module):
         losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
         return {name: value * self.loss_weight.get(name, 1.0) for name, value in losses.items()}
 
-    def predict_boxes(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> List[torch.Tensor]:
+    def predict_boxes(
+        self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
+    ) -> List[torch.Tensor]:
         """Decoded class-specific boxes per image: (R_i, K*4)."""
         _, proposal_deltas = predictions
         num_per_image = [len(p) for p in proposals]
@@ -183,17 +189,26 @@ class FastRCNNOutputLayers(nn.Module):
         predicted = self.box2box_transform.apply_deltas(proposal_deltas, proposal_boxes)
         return list(predicted.split(num_per_image))
 
-    def predict_probs(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> List[torch.Tensor]:
+    def predict_probs(
+        self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
+    ) -> List[torch.Tensor]:
         """Softmax class probabilities per image: (R_i, K+1)."""
         scores, _ = predictions
         return list(F.softmax(scores, dim=-1).split([len(p) for p in proposals]))
 
-    def inference(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]) -> Tuple[List[Instances], List[torch.Tensor]]:
+    def inference(
+        self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
+    ) -> Tuple[List[Instances], List[torch.Tensor]]:
         """Final detections per image, with the RoI index each came from."""
         boxes = self.predict_boxes(predictions, proposals)
         scores = self.predict_probs(predictions, proposals)
         image_shapes = [p.image_size for p in proposals]
         return fast_rcnn_inference(
-            boxes, scores, image_shapes, self.test_score_thresh, self.test_nms_thresh,
-            self.test_topk_per_image, self.test_min_box_size,
+            boxes,
+            scores,
+            image_shapes,
+            self.test_score_thresh,
+            self.test_nms_thresh,
+            self.test_topk_per_image,
+            self.test_min_box_size,
         )

@@ -1,4 +1,5 @@
 """Mask head: a small FCN predicting an M×M mask per RoI and class, its loss and inference."""
+
 from typing import List
 
 import torch
@@ -10,7 +11,13 @@ from mrcnn.layers import Conv2d, ShapeSpec, cat, get_norm
 from mrcnn.structures import Instances
 from mrcnn.utils.registry import Registry
 
-__all__ = ["ROI_MASK_HEAD_REGISTRY", "MaskRCNNConvUpsampleHead", "mask_rcnn_loss", "mask_rcnn_inference", "build_mask_head"]
+__all__ = [
+    "ROI_MASK_HEAD_REGISTRY",
+    "MaskRCNNConvUpsampleHead",
+    "mask_rcnn_loss",
+    "mask_rcnn_inference",
+    "build_mask_head",
+]
 
 ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
 ROI_MASK_HEAD_REGISTRY.__doc__ = "Mask heads, built from (cfg, input_shape: ShapeSpec)."
@@ -79,8 +86,13 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         channels = input_shape.channels
         for index, dim in enumerate(conv_dims[:-1]):
             conv = Conv2d(
-                channels, dim, kernel_size=3, padding=1, bias=not conv_norm,
-                norm=get_norm(conv_norm, dim), activation=nn.ReLU(),
+                channels,
+                dim,
+                kernel_size=3,
+                padding=1,
+                bias=not conv_norm,
+                norm=get_norm(conv_norm, dim),
+                activation=nn.ReLU(),
             )
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             if conv.bias is not None:

@@ -1,4 +1,5 @@
 """StandardROIHeads: sample proposals, pool their features, run the box and mask heads."""
+
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -88,9 +89,7 @@ class StandardROIHeads(nn.Module):
         in_features = list(heads.IN_FEATURES)
         missing = [f for f in in_features if f not in input_shape]
         if missing:
-            raise ValueError(
-                f"MODEL.ROI_HEADS.IN_FEATURES {missing} are not backbone outputs ({list(input_shape)})."
-            )
+            raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {missing} are not backbone outputs ({list(input_shape)}).")
         channels = {input_shape[f].channels for f in in_features}
         if len(channels) != 1:
             raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES must share one channel count, got {channels}.")
@@ -99,8 +98,10 @@ class StandardROIHeads(nn.Module):
 
         box_cfg = cfg.MODEL.ROI_BOX_HEAD
         box_pooler = ROIPooler(
-            output_size=box_cfg.POOLER_RESOLUTION, scales=scales,
-            sampling_ratio=box_cfg.POOLER_SAMPLING_RATIO, pooler_type=box_cfg.POOLER_TYPE,
+            output_size=box_cfg.POOLER_RESOLUTION,
+            scales=scales,
+            sampling_ratio=box_cfg.POOLER_SAMPLING_RATIO,
+            pooler_type=box_cfg.POOLER_TYPE,
         )
         box_head = build_box_head(
             cfg, ShapeSpec(channels=channels, height=box_cfg.POOLER_RESOLUTION, width=box_cfg.POOLER_RESOLUTION)
@@ -120,8 +121,10 @@ class StandardROIHeads(nn.Module):
             mask_cfg = cfg.MODEL.ROI_MASK_HEAD
             args["mask_in_features"] = in_features
             args["mask_pooler"] = ROIPooler(
-                output_size=mask_cfg.POOLER_RESOLUTION, scales=scales,
-                sampling_ratio=mask_cfg.POOLER_SAMPLING_RATIO, pooler_type=mask_cfg.POOLER_TYPE,
+                output_size=mask_cfg.POOLER_RESOLUTION,
+                scales=scales,
+                sampling_ratio=mask_cfg.POOLER_SAMPLING_RATIO,
+                pooler_type=mask_cfg.POOLER_TYPE,
             )
             args["mask_head"] = build_mask_head(
                 cfg, ShapeSpec(channels=channels, height=mask_cfg.POOLER_RESOLUTION, width=mask_cfg.POOLER_RESOLUTION)
@@ -185,7 +188,9 @@ class StandardROIHeads(nn.Module):
         detections = self._forward_box(features, proposals)
         return self.forward_with_given_boxes(features, detections), {}
 
-    def forward_with_given_boxes(self, features: Dict[str, torch.Tensor], instances: List[Instances]) -> List[Instances]:
+    def forward_with_given_boxes(
+        self, features: Dict[str, torch.Tensor], instances: List[Instances]
+    ) -> List[Instances]:
         """Run the mask branch on detections (pred_boxes, pred_classes) and return them."""
         if self.mask_on:
             instances = self._forward_mask(features, instances)

@@ -9,6 +9,7 @@ Select it from a yaml file with::
       BACKBONE:
         NAME: "build_mobilenet_v3_fpn_backbone"
 """
+
 from .backbone import MobileNetV3Backbone, build_mobilenet_v3_backbone, build_mobilenet_v3_fpn_backbone
 from .config import add_config
 

@@ -5,6 +5,7 @@ classifier; its ``features`` blocks keep torchvision's parameter names, so Image
 after adding a prefix (see ``convert_imagenet_weights.py``). Outputs are named by stride:
 ``mb{k}`` is the last block whose output stride is 2**k.
 """
+
 import math
 from typing import Callable, Dict, List, Sequence
 
@@ -83,8 +84,7 @@ class MobileNetV3Backbone(Backbone):
         unknown = [f for f in out_features if f not in self._stage_end]
         if unknown or not out_features:
             raise ValueError(
-                f"MODEL.MOBILENET.OUT_FEATURES {list(out_features)}: {arch} has the outputs "
-                f"{list(self._stage_end)}."
+                f"MODEL.MOBILENET.OUT_FEATURES {list(out_features)}: {arch} has the outputs {list(self._stage_end)}."
             )
         self._out_features = [f for f in self._stage_end if f in out_features]  # shallow to deep
         self._last_block = max(self._stage_end[f] for f in self._out_features)

@@ -1,4 +1,5 @@
 """The plugin's config keys, under MODEL.MOBILENET."""
+
 from mrcnn.config import CfgNode
 
 

@@ -1,4 +1,5 @@
 """torchvision ImageNet MobileNetV3 weights -> this plugin's parameter names."""
+
 from typing import Dict
 
 import torch
