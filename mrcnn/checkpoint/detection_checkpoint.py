@@ -10,11 +10,9 @@
 
 import logging
 import os
-import pickle
 import re
 from typing import Any, Dict, List, Optional
 
-import torch
 from fvcore.common.checkpoint import Checkpointer, _IncompatibleKeys
 from torch import nn
 
@@ -22,7 +20,7 @@ from mrcnn.utils import comm
 
 from .atomic_save import TEMP_SUFFIX, atomic_torch_save, atomic_write_text
 from .foreign_weights import SOURCE_KEY, convert_foreign_checkpoint, describe_loading
-from .safe_pickle import load_safe_pickle
+from .weights_file import check_weights_match_model, read_weights_file
 from .weights_path import resolve_weights_path
 
 __all__ = ["DetectionCheckpointer"]
@@ -125,17 +123,7 @@ class DetectionCheckpointer(Checkpointer):
     # --- loading ------------------------------------------------------------------------------
     def _load_file(self, filename: str) -> Dict[str, Any]:
         """Read a weights file into ``{"model": state_dict, ...other entries}``."""
-        if filename.endswith(".pkl"):
-            loaded = load_safe_pickle(filename)
-        else:
-            try:
-                loaded = torch.load(filename, map_location=torch.device("cpu"), weights_only=True)
-            except pickle.UnpicklingError as error:
-                raise ValueError(
-                    f"Cannot load '{filename}' safely (torch.load with weights_only=True refused it: "
-                    f"{str(error).splitlines()[0]}). If you trust the file, load it with "
-                    f"torch.load(weights_only=False) and save its state_dict() as a new .pth file."
-                ) from None
+        loaded = read_weights_file(filename)
         loaded = self._convert_loaded(loaded, filename)
         if not isinstance(loaded, dict):
             raise ValueError(f"Weights file '{filename}' holds a {type(loaded).__name__}, not a dict of weights.")
@@ -146,6 +134,8 @@ class DetectionCheckpointer(Checkpointer):
                 loaded = {"model": loaded["state_dict"], **{k: v for k, v in loaded.items() if k != "state_dict"}}
             else:  # a bare state_dict, as torch.save(model.state_dict()) writes
                 loaded = {"model": loaded}
+        if isinstance(loaded["model"], dict):
+            check_weights_match_model(loaded["model"], self.model.state_dict().keys(), filename)
         return loaded
 
     def _convert_loaded(self, checkpoint: Any, filename: str) -> Any:

@@ -134,16 +134,29 @@ def weights_path_manager() -> PathManager:
     return manager
 
 
+def _files_inside(directory: str) -> str:
+    """A hint naming the weights files in ``directory`` ("" when it has none)."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith((".pth", ".pkl", ".pt")))
+    except OSError:
+        return ""
+    if not names:
+        return " (it holds no .pth or .pkl file)"
+    return f"; did you mean one of {[os.path.join(directory, n) for n in names[-3:]]}?"
+
+
 def resolve_weights_path(path: str, cache_dir: Optional[str] = None) -> str:
     """A local file for MODEL.WEIGHTS ``path``, downloading (once, into the cache) when it is remote.
 
-    Raises FileNotFoundError for a missing local file and WeightsDownloadError, naming the URL
-    and the manual way out, when a download fails.
+    Raises FileNotFoundError for a missing local file, IsADirectoryError for a directory, and
+    WeightsDownloadError, naming the URL and the manual way out, when a download fails.
     """
     path = str(path).strip()
     url = weights_url(path)
     if url is None:
         local = os.path.expanduser(path)
+        if os.path.isdir(local):
+            raise IsADirectoryError(f"Weights file '{path}' is a directory, not a file{_files_inside(local)}.")
         if not os.path.isfile(local):
             raise FileNotFoundError(f"Weights file not found: '{path}' (MODEL.WEIGHTS or --weights).")
         return local
