@@ -74,6 +74,7 @@ class DatasetMapper:
         dataset_dict = copy.deepcopy(dataset_dict)
         image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
         utils.check_image_size(dataset_dict, image)
+        original_shape = image.shape[:2]
 
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
@@ -85,6 +86,7 @@ class DatasetMapper:
             dataset_dict.pop("annotations", None)
             return dataset_dict
         if "annotations" in dataset_dict:
+            utils.check_mask_sizes(dataset_dict, original_shape)
             self._transform_annotations(dataset_dict, transforms, image_shape)
         return dataset_dict
 

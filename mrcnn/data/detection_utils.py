@@ -15,9 +15,11 @@ from . import transforms as T
 __all__ = [
     "ImageLoadError",
     "SizeMismatchError",
+    "UnsupportedImageError",
     "read_image",
     "convert_PIL_to_numpy",
     "check_image_size",
+    "check_mask_sizes",
     "transform_instance_annotations",
     "annotations_to_instances",
     "filter_empty_instances",
@@ -43,11 +45,57 @@ class SizeMismatchError(ValueError):
     """The decoded image's size differs from the height/width in its dataset dict."""
 
 
+class UnsupportedImageError(ValueError):
+    """An image whose pixels have no sensible 8-bit reading (e.g. 32-bit floats); the message says why."""
+
+
+# Pillow's modes for 16-bit grayscale (PNG, TIFF, PGM); "I" (32-bit signed) is how some files and
+# older Pillow versions deliver the same data.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _sixteen_bit_to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (or mode "I" with values in 0..65535) as mode "L": the high byte of each value."""
+    values = np.asarray(image)
+    if image.mode == "I" and values.size:
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            raise UnsupportedImageError(
+                f"32-bit integer pixels (PIL mode I) range over {low}..{high}, beyond 16 bits; "
+                "there is no standard 8-bit reading of them, so convert the image to 8 bits first"
+            )
+    return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+
+
 def convert_PIL_to_numpy(image: Image.Image, format: str) -> np.ndarray:
-    """A PIL image as an HWC uint8 array in ``format`` ("RGB", "BGR" or "L" → (H, W, 1))."""
+    """A PIL image as an HWC uint8 array in ``format`` ("RGB", "BGR" or "L" → (H, W, 1)).
+
+    Every PIL mode an image file can have becomes 8 bits per channel:
+    - 16-bit grayscale (modes I;16*, and mode I with values in 0..65535) keeps the high byte of
+      each value (value // 256, so 65535 → 255), as Pillow does for 16-bit colour PNGs and OpenCV
+      for 16-bit files; an image that only uses the low bits (e.g. 12-bit data) therefore looks dark;
+    - 1 (bilevel) gives 0/255, P (palette) its palette colours, CMYK and YCbCr their RGB;
+    - alpha (RGBA, LA, PA, P with transparency) is dropped: the stored colour of every pixel is kept,
+      as detectron2 and torchvision do, whatever its transparency.
+    32-bit floats (mode F), integers beyond 16 bits and modes Pillow cannot convert (LAB, ...)
+    raise UnsupportedImageError.
+    """
     if format not in SUPPORTED_FORMATS:
         raise ValueError(f"Unsupported image format '{format}'; expected one of {SUPPORTED_FORMATS}")
-    image = image.convert("L" if format == "L" else "RGB")
+    target = "L" if format == "L" else "RGB"
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
+        image = _sixteen_bit_to_8bit(image)
+    elif image.mode == "F":
+        raise UnsupportedImageError(
+            "32-bit floating-point pixels (PIL mode F) have no standard 8-bit reading; "
+            "save the image with 8 (or 16) bits per channel"
+        )
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # Pillow warns when a transparent palette image goes straight to RGB
+    try:
+        image = image.convert(target)
+    except ValueError as error:
+        raise UnsupportedImageError(f"PIL mode {image.mode} cannot be converted to {target} ({error})") from None
     array = np.asarray(image)
     if format == "L":
         return array[..., None]
@@ -59,7 +107,9 @@ def convert_PIL_to_numpy(image: Image.Image, format: str) -> np.ndarray:
 def read_image(file_name: str, format: str = "RGB") -> np.ndarray:
     """Read an image file with EXIF orientation applied, as HWC uint8 in ``format``.
 
-    Raises ImageLoadError (naming the file) when it is missing or cannot be decoded.
+    16-bit and other non-8-bit files are brought to 8 bits as `convert_PIL_to_numpy` says.
+    Raises ImageLoadError (naming the file) when it is missing, cannot be decoded or has pixels
+    without an 8-bit reading (32-bit floats).
     """
     if format not in SUPPORTED_FORMATS:
         raise ValueError(f"Unsupported image format '{format}'; expected one of {SUPPORTED_FORMATS}")
@@ -70,6 +120,8 @@ def read_image(file_name: str, format: str = "RGB") -> np.ndarray:
             return convert_PIL_to_numpy(image, format)
     except FileNotFoundError:
         raise ImageLoadError(file_name, "no such file") from None
+    except UnsupportedImageError as e:
+        raise ImageLoadError(file_name, str(e)) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageLoadError(file_name, f"{type(e).__name__}: {e}") from None
 
@@ -85,6 +137,27 @@ def check_image_size(dataset_dict: Dict[str, Any], image: np.ndarray) -> None:
         )
     dataset_dict.setdefault("height", h)
     dataset_dict.setdefault("width", w)
+
+
+def check_mask_sizes(dataset_dict: Dict[str, Any], image_size: Sequence[int]) -> None:
+    """Raise SizeMismatchError, naming the file and annotation, if an RLE or bitmask differs from the image.
+
+    ``image_size`` is the decoded image's (height, width). Polygons have no size of their own.
+    """
+    for index, annotation in enumerate(dataset_dict.get("annotations", [])):
+        segm = annotation.get("segmentation")
+        if isinstance(segm, dict):
+            size = tuple(int(v) for v in segm.get("size", ()))
+        elif isinstance(segm, np.ndarray):
+            size = segm.shape
+        else:
+            continue
+        if size != tuple(image_size):
+            name = f"id {annotation['id']}" if "id" in annotation else f"#{index}"
+            raise SizeMismatchError(
+                f"Image {dataset_dict.get('file_name', '<unknown>')}: annotation {name} has a mask of size "
+                f"{'x'.join(map(str, size)) or 'unknown'} (HxW) but the image is {image_size[0]}x{image_size[1]}"
+            )
 
 
 def _segmentation_to_mask(segm: Union[dict, np.ndarray], height: int, width: int) -> np.ndarray:

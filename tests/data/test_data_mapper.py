@@ -187,3 +187,36 @@ def test_registry_and_from_config():
     cfg.INPUT.RANDOM_FLIP = "diagonal"
     with pytest.raises(ValueError, match="RANDOM_FLIP"):
         utils.build_augmentation(cfg, True)
+
+
+def test_mask_of_another_size_names_file_and_annotation(tmp_path):
+    """Dataset dicts that did not come through the json loader: the mapper checks RLE and bitmask sizes."""
+    import pycocotools.mask as mask_util
+
+    Image.fromarray(np.zeros((32, 48, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    small = np.zeros((16, 16), dtype=np.uint8)
+    small[2:6, 2:6] = 1
+    rle = mask_util.encode(np.asfortranarray(small))
+    record = {
+        "file_name": str(tmp_path / "wide.png"),
+        "height": 32,
+        "width": 48,
+        "annotations": [
+            {"bbox": [2, 2, 4, 4], "bbox_mode": 1, "category_id": 0, "segmentation": [[2, 2, 6, 2, 6, 6]]},
+            {"id": 77, "bbox": [2, 2, 4, 4], "bbox_mode": 1, "category_id": 0, "segmentation": rle},
+        ],
+    }
+    with pytest.raises(utils.SizeMismatchError, match=r"wide.png: annotation id 77 has a mask of size 16x16 .* 32x48"):
+        _mapper()(record)
+    record["annotations"][1] = {"bbox": [2, 2, 4, 4], "bbox_mode": 1, "category_id": 0, "segmentation": small}
+    with pytest.raises(utils.SizeMismatchError, match=r"annotation #1 has a mask of size 16x16"):
+        _mapper()(record)
+
+
+def test_image_whose_size_disagrees_with_its_dict(tmp_path):
+    """As detectron2: a SizeMismatchError naming the file, in training and at inference."""
+    Image.fromarray(np.zeros((32, 48, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    record = {"file_name": str(tmp_path / "photo.png"), "height": 48, "width": 32, "annotations": []}
+    for is_train in (True, False):
+        with pytest.raises(utils.SizeMismatchError, match=r"photo.png is 32x48 \(HxW\) but its annotation says 48x32"):
+            _mapper(is_train)(record)
