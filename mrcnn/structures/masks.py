@@ -20,8 +20,13 @@ def polygons_to_bitmask(polygons: Sequence[Polygon], height: int, width: int) ->
     """Rasterize the union of an instance's polygons into a (height, width) bool array."""
     if len(polygons) == 0:
         return np.zeros((height, width), dtype=bool)
-    # pycocotools reads a length-4 list as a bbox, so pass plain lists of >= 6 numbers
-    rles = mask_util.frPyObjects([np.asarray(p, dtype=np.float64).tolist() for p in polygons], height, width)
+    flat = [np.asarray(p, dtype=np.float64).reshape(-1) for p in polygons]
+    for index, polygon in enumerate(flat):
+        # pycocotools reads a length-4 list as a bbox and an odd one as pairs plus a stray number
+        if polygon.size % 2 != 0 or polygon.size < 6:
+            problem = "an odd number of coordinates" if polygon.size % 2 else f"{polygon.size // 2} point(s)"
+            raise ValueError(f"polygons_to_bitmask: polygon {index} has {problem} ({polygon.size} numbers)")
+    rles = mask_util.frPyObjects([p.tolist() for p in flat], height, width)
     merged = mask_util.merge(rles)
     with warnings.catch_warnings():
         # pycocotools' decode trips numpy 2's copy-keyword deprecation; the result is unaffected
@@ -166,10 +171,19 @@ class PolygonMasks:
             if isinstance(polygon, torch.Tensor):
                 polygon = polygon.cpu().numpy()
             array = np.asarray(polygon, dtype=np.float64).reshape(-1)
-            if array.size % 2 != 0 or array.size < 6:
+            if array.size % 2 != 0:
                 raise ValueError(
-                    f"PolygonMasks: polygon {part} of instance {instance} has {array.size} coordinates; "
-                    "a polygon needs an even number, at least 6 (3 points)"
+                    f"PolygonMasks: polygon {part} of instance {instance} has an odd number of coordinates "
+                    f"({array.size}); a polygon is a flat list of x, y pairs"
+                )
+            if array.size < 6:
+                raise ValueError(
+                    f"PolygonMasks: polygon {part} of instance {instance} has {array.size // 2} point(s); "
+                    "a polygon needs at least 3"
+                )
+            if not np.isfinite(array).all():
+                raise ValueError(
+                    f"PolygonMasks: polygon {part} of instance {instance} has a NaN or infinite coordinate"
                 )
             return array
 

@@ -178,3 +178,104 @@ def test_register_coco_instances(tmp_path):
     finally:
         DatasetCatalog.remove("coco_test_registered")
         MetadataCatalog.remove("coco_test_registered")
+
+
+def _one_image_json(tmp_path, annotation, height=128, width=128):
+    data = {
+        "images": [{"id": 41, "file_name": "img/forty_one.png", "height": height, "width": width}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 905, "image_id": 41, "category_id": 1, "iscrowd": 0, "bbox": [4, 4, 20, 20]}],
+    }
+    data["annotations"][0].update(annotation)
+    return _write(tmp_path, data, "one_image.json")
+
+
+def test_rle_of_another_size_is_refused_when_the_json_is_loaded(tmp_path):
+    """The issue: a 64x64 RLE on a 128x128 image used to load, then stop training deep in a resize."""
+    compressed, _ = _rle_of_square(64, 64, 4, 4, 20)
+    json_file = _one_image_json(tmp_path, {"segmentation": compressed})
+    with pytest.raises(CocoFormatError) as info:
+        load_coco_json(json_file, str(tmp_path))
+    message = str(info.value)
+    assert message.startswith(f"{json_file}: annotation 905 of image 41 ('img/forty_one.png', 128x128)")
+    assert "RLE segmentation has size [64, 64] (height, width) but the image is 128x128" in message
+    uncompressed, _ = _rle_of_square(128, 64, 4, 4, 20, compressed=False)
+    with pytest.raises(CocoFormatError, match=r"annotation 905 .* has size \[128, 64\] .* the image is 128x128"):
+        load_coco_json(_one_image_json(tmp_path, {"segmentation": uncompressed, "iscrowd": 1}), str(tmp_path))
+    # counts that do not cover the stated size (a truncated uncompressed RLE)
+    uncompressed, _ = _rle_of_square(128, 128, 4, 4, 20, compressed=False)
+    uncompressed["counts"] = uncompressed["counts"][:-1]
+    with pytest.raises(CocoFormatError, match=r"annotation 905 .* counts are not .* adding up to 128x128 = 16384"):
+        load_coco_json(_one_image_json(tmp_path, {"segmentation": uncompressed}), str(tmp_path))
+    # the right size loads
+    compressed, mask = _rle_of_square(128, 128, 4, 4, 20)
+    (record,) = load_coco_json(_one_image_json(tmp_path, {"segmentation": compressed}), str(tmp_path))
+    np.testing.assert_array_equal(mask_util.decode(record["annotations"][0]["segmentation"]), mask)
+
+
+@pytest.mark.parametrize(
+    "annotation, message",
+    [
+        ({"bbox": [4, float("nan"), 20, 20]}, r"its bbox has a non-finite coordinate \(NaN or infinity\)"),
+        ({"bbox": [4, 4, float("inf"), 20]}, "its bbox has a non-finite coordinate"),
+        ({"bbox": [4, "four", 20, 20]}, "its bbox .* holds something that is not a number"),
+        ({"segmentation": [[4, 4, 24, 4, float("nan"), 24]]}, "its polygon has a non-finite coordinate"),
+        ({"segmentation": [[4, 4, 24, 4, None, 24]]}, "its polygon .* holds something that is not a number"),
+        ({"segmentation": [4, 4, 24, 4, 24, 24]}, r"its segmentation holds 4 where a polygon \(a list\) should be"),
+        ({"segmentation": {"size": [128, 128], "counts": 7}}, "its RLE counts are a int"),
+    ],
+)
+def test_non_finite_and_malformed_geometry_names_the_annotation(tmp_path, annotation, message):
+    """json.load accepts NaN and Infinity; a NaN box used to pass every `w <= 0` check."""
+    json_file = _one_image_json(tmp_path, annotation)
+    with pytest.raises(CocoFormatError, match=message) as info:
+        load_coco_json(json_file, str(tmp_path))
+    assert str(info.value).startswith(f"{json_file}: annotation 905 of image 41 ('img/forty_one.png'")
+
+
+@pytest.mark.parametrize("height", [0, -5, 12.5, "128", None])
+def test_image_sizes_must_be_positive_whole_numbers(tmp_path, height):
+    json_file = _one_image_json(tmp_path, {}, height=height)
+    with pytest.raises(CocoFormatError, match=r"image 41 \('img/forty_one.png'\) has height .*positive whole numbers"):
+        load_coco_json(json_file, str(tmp_path))
+
+
+def test_odd_polygons_are_told_from_short_ones(tmp_path, caplog):
+    """A 5-number polygon is an odd count of coordinates, not "fewer than 3 points"; ids are listed."""
+    data = _coco_dict()
+    data["annotations"].append(
+        {"id": 6, "image_id": 8, "category_id": 1, "bbox": [1, 1, 4, 4], "segmentation": [[1, 1, 5, 1, 5]]}
+    )
+    json_file = _write(tmp_path, data)
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.datasets.coco"):
+        dicts = load_coco_json(json_file, "/images")
+    (summary,) = [r.getMessage() for r in caplog.records]
+    assert "2 polygon(s) with fewer than 3 points (annotation 3, 5)" in summary
+    assert "1 polygon(s) with an odd number of coordinates (annotation 6)" in summary
+    assert "(2 annotation(s) left without any polygon, removed)" in summary
+    assert len(dicts[1]["annotations"]) == 1
+
+
+def test_box_wholly_outside_its_image_is_reported(tmp_path, caplog):
+    json_file = _one_image_json(tmp_path, {"bbox": [130, 4, 20, 20]})
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data.datasets.coco"):
+        (record,) = load_coco_json(json_file, str(tmp_path))
+    (summary,) = [r.getMessage() for r in caplog.records]
+    assert "1 annotation(s) have a box wholly outside their image (annotation 905)" in summary
+    assert len(record["annotations"]) == 1  # kept, as detectron2 keeps it; the mapper drops it
+
+
+def test_evaluation_loader_meets_the_bad_rle_too(tmp_path):
+    """The test loader (evaluation) loads the json through the same check, so it no longer accepts it silently."""
+    from mrcnn.config import get_cfg
+    from mrcnn.data import build_detection_test_loader
+
+    compressed, _ = _rle_of_square(64, 64, 4, 4, 20)
+    json_file = _one_image_json(tmp_path, {"segmentation": compressed})
+    register_coco_instances("coco_test_bad_rle", {}, json_file, str(tmp_path))
+    try:
+        with pytest.raises(CocoFormatError, match="annotation 905 of image 41 .* size \\[64, 64\\]"):
+            build_detection_test_loader(get_cfg(), "coco_test_bad_rle")
+    finally:
+        DatasetCatalog.remove("coco_test_bad_rle")
+        MetadataCatalog.remove("coco_test_bad_rle")

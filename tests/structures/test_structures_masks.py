@@ -48,8 +48,21 @@ def test_polygon_boxes_nonempty_indexing_cat():
 def test_polygon_validation_names_instance():
     with pytest.raises(ValueError, match="instance 1"):
         PolygonMasks([[_square(0, 0, 1)], [[0, 0, 1, 1]]])
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(ValueError, match=r"odd number of coordinates \(7\)"):
         PolygonMasks([[[0, 0, 1, 1, 2, 2, 3]]])
+
+
+def test_polygon_problems_are_told_apart():
+    """Five numbers are an odd count (a lost coordinate), not "too few points"; four are 2 points."""
+    with pytest.raises(ValueError, match=r"polygon 1 of instance 0 has an odd number of coordinates \(5\)"):
+        PolygonMasks([[_square(0, 0, 2), [0, 0, 1, 1, 2]]])
+    with pytest.raises(ValueError, match=r"has 2 point\(s\); a polygon needs at least 3"):
+        PolygonMasks([[[0, 0, 1, 1]]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        PolygonMasks([[[0, 0, 4, 0, float("nan"), 4]]])
+    with pytest.raises(ValueError, match=r"polygon 0 has an odd number of coordinates \(5 numbers\)"):
+        polygons_to_bitmask([np.array([0, 0, 4, 0, 4])], 8, 8)
+    assert polygons_to_bitmask([np.array([0, 0, 4, 0, 4, 4, 0, 4])], 8, 8).sum() == 16
 
 
 def test_bitmasks_area_boxes_nonempty():
