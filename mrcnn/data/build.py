@@ -15,6 +15,7 @@ from mrcnn.utils import comm
 from .catalog import DatasetCatalog, MetadataCatalog
 from .common import DatasetFromList, MapDataset, SampledBatchDataset
 from .dataset_mapper import build_mapper
+from .num_classes import check_num_classes
 from .samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingSampler
 
 __all__ = [
@@ -162,6 +163,12 @@ def _build_train_sampler(cfg, dataset_dicts: List[dict]) -> torchdata.Sampler:
     )
 
 
+def _check_model_classes(cfg, dataset_names: Union[str, Sequence[str]], dataset_dicts: List[dict]) -> None:
+    num_classes = _cfg_value(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", None)
+    if num_classes is not None:
+        check_num_classes(int(num_classes), dataset_names, dataset_dicts)
+
+
 def build_detection_train_loader(
     cfg,
     mapper: Optional[Callable] = None,
@@ -172,10 +179,12 @@ def build_detection_train_loader(
     mapped dicts (see DatasetMapper), grouped by aspect ratio if DATALOADER.ASPECT_RATIO_GROUPING.
 
     Unreadable images are skipped with a warning (at most DATALOADER.MAX_LOAD_RETRIES in a row).
+    A dataset with more classes than MODEL.ROI_HEADS.NUM_CLASSES is an error (fewer: a warning).
     Workers get distinct seeds, reproducible from SEED and the rank when SEED ≥ 0.
     """
     if dataset is None:
         dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        _check_model_classes(cfg, cfg.DATASETS.TRAIN, dataset)
     if mapper is None:
         mapper = build_mapper(cfg, True)
     if sampler is None:
@@ -209,12 +218,14 @@ def build_detection_test_loader(
     contiguous shard in order; items are lists of ``batch_size`` mapped dicts.
 
     Without a config, pass ``dataset`` and ``mapper``. A missing or corrupt image is an error
-    naming the file.
+    naming the file; so is a dataset with more classes than MODEL.ROI_HEADS.NUM_CLASSES.
     """
     if dataset is None:
         if dataset_name is None:
             raise ValueError("build_detection_test_loader needs dataset_name or dataset")
         dataset = get_detection_dataset_dicts(dataset_name, filter_empty=False)
+        if cfg is not None:
+            _check_model_classes(cfg, dataset_name, dataset)
     if mapper is None:
         if cfg is None:
             raise ValueError("build_detection_test_loader needs cfg or mapper")

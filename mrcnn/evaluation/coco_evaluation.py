@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from mrcnn.config import configurable
 from mrcnn.data.catalog import DatasetCatalog, MetadataCatalog
+from mrcnn.data.num_classes import check_num_classes
 from mrcnn.structures import Instances
 from mrcnn.utils import comm
 
@@ -165,7 +166,11 @@ class COCOEvaluator(DatasetEvaluator):
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None) -> Dict[str, Any]:
-        """Tasks from MODEL.MASK_ON, backend from TEST.EVAL_BACKEND, detections from TEST.DETECTIONS_PER_IMAGE."""
+        """Tasks from MODEL.MASK_ON, backend from TEST.EVAL_BACKEND, detections from TEST.DETECTIONS_PER_IMAGE.
+
+        A dataset whose metadata has more thing_classes than MODEL.ROI_HEADS.NUM_CLASSES is an error.
+        """
+        check_num_classes(cfg.MODEL.ROI_HEADS.NUM_CLASSES, dataset_name)
         return {
             "dataset_name": dataset_name,
             "tasks": ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",),
