@@ -95,6 +95,10 @@ class DefaultPredictor:
         if image.dtype != np.uint8:
             raise ValueError(f"Image {index}: expected dtype uint8 (0-255), got {image.dtype}")
         height, width = image.shape[:2]
+        if height == 0 or width == 0:
+            raise ValueError(
+                f"Image {index}: its size {height}x{width} (HxW) has no pixels; an image needs at least 1x1"
+            )
         resized = self.aug.get_transform(image).apply_image(image) if self.aug is not None else image
         tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
         return {"image": tensor.to(self.device), "height": height, "width": width}

@@ -258,3 +258,12 @@ def test_photometric_matches_stepwise_reference():
     lum = np.array([0.213, 0.715, 0.072])
     assert np.abs(there.astype(float) @ lum - image.astype(float) @ lum).max() <= 1.0
     assert np.abs(back.astype(int) - image).max() <= 2 and np.abs(there.astype(int) - image).max() > 10
+
+
+def test_resize_shortest_edge_keeps_at_least_one_pixel():
+    """A thin strip capped at max_size keeps one row instead of rounding to an empty image."""
+    assert T.ResizeShortestEdge.get_output_shape(1, 5000, 64, 128) == (1, 128)
+    assert T.ResizeShortestEdge.get_output_shape(5000, 2, 64, 128) == (128, 1)
+    assert T.ResizeShortestEdge.get_output_shape(480, 640, 800, 1333) == (800, 1067)  # ordinary images unchanged
+    with pytest.raises(ValueError, match="the image is 0x7 .* no pixels"):
+        T.ResizeShortestEdge.get_output_shape(0, 7, 64, 128)

@@ -51,11 +51,13 @@ class ResizeShortestEdge(Augmentation):
 
     @staticmethod
     def get_output_shape(h: int, w: int, short_edge_length: int, max_size: int) -> Tuple[int, int]:
-        """(new_h, new_w) for an h x w input."""
+        """(new_h, new_w) for an h x w input; at least 1 x 1 (a 1 x 5000 strip capped at max_size would round to 0)."""
+        if h <= 0 or w <= 0:
+            raise ValueError(f"ResizeShortestEdge: the image is {h}x{w} (HxW) and has no pixels to resize")
         scale = short_edge_length / min(h, w)
         if max(h, w) * scale > max_size:
             scale = max_size / max(h, w)
-        return int(h * scale + 0.5), int(w * scale + 0.5)
+        return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
 
 
 class Resize(Augmentation):
