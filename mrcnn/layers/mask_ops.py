@@ -23,6 +23,8 @@ Two sampling conventions are offered, each reproducing a reference exactly:
 On the CPU the matmuls run per mask over the rows and columns its weights touch (its
 box plus a pixel of margin) instead of the whole image: the same weights and products,
 but the work scales with the boxes' area rather than N×H×W. GPUs take the batched form.
+Under ONNX export and TorchScript tracing, where a Python loop over masks or a size turned
+into an int would freeze the sample's values, the batched form runs with symbolic sizes.
 """
 
 from contextlib import contextmanager
@@ -156,6 +158,8 @@ def paste_masks_in_image(
         raise ValueError(
             f"paste_masks_in_image: boxes must be ({masks.shape[0]}, 4) to match the masks, got {tuple(boxes.shape)}"
         )
+    if _exporting():
+        return _paste_traceable(masks, boxes, image_shape, threshold, mode)
     height, width = int(image_shape[0]), int(image_shape[1])
     # plain ints: under jit tracing (fvcore's FLOP counter) sizes are CPU tensors, which would
     # then meet CUDA tensors in clamp()
@@ -180,6 +184,39 @@ def paste_masks_in_image(
         if device.type == "cpu":
             return _paste_within_boxes(masks, row_weights, col_weights, threshold)
         return _paste_full_images(masks, row_weights, col_weights, threshold)
+
+
+def _exporting() -> bool:
+    """Whether ONNX export or a TorchScript tracer records the ops (sizes and counts must stay symbolic)."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
+def _paste_traceable(
+    masks: torch.Tensor,
+    boxes: torch.Tensor,
+    image_shape: Tuple[Union[int, torch.Tensor], Union[int, torch.Tensor]],
+    threshold: float,
+    mode: str,
+) -> torch.Tensor:
+    """The batched-matmul paste with every size and count left symbolic, for exported graphs.
+
+    The same weights and products as the eager paths (which restrict the CPU matmuls to each box
+    and loop over masks in Python): image_shape may hold 0-d tensors, N may be 0.
+    """
+    height, width = image_shape
+    mask_height, mask_width = masks.shape[1], masks.shape[2]  # fixed by the mask head
+    masks = masks.to(torch.float32)
+    boxes = boxes.to(device=masks.device, dtype=torch.float32)
+    if mode == "grid":
+        row_weights = _grid_weights(boxes[:, 1], boxes[:, 3], height, mask_height)
+        col_weights = _grid_weights(boxes[:, 0], boxes[:, 2], width, mask_width)
+    else:
+        int_boxes = _torchvision_boxes(boxes, mask_width)
+        row_weights = _interpolate_weights(int_boxes[:, 1], int_boxes[:, 3], height, mask_height + 2)[..., 1:-1]
+        col_weights = _interpolate_weights(int_boxes[:, 0], int_boxes[:, 2], width, mask_width + 2)[..., 1:-1]
+    resized_cols = torch.bmm(masks, col_weights.transpose(1, 2))  # (N, Mh, W)
+    probabilities = torch.bmm(row_weights, resized_cols)  # (N, H, W)
+    return probabilities if threshold < 0 else probabilities >= threshold
 
 
 def _paste_full_images(
