@@ -14,7 +14,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) setup.py
-	$(PY) -m pip install --quiet -e .[dev]
+	$(PY) -m pip install --quiet -e .[dev,export]
 	touch $(STAMP)
 
 venv: $(STAMP)

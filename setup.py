@@ -29,5 +29,7 @@ setup(
         # ruff pinned: its formatter's output may change between releases, and CI checks it
         "dev": ["pytest>=7", "pytest-timeout", "faster-coco-eval>=1.6", "ruff==0.17.6"],
         "fast-eval": ["faster-coco-eval>=1.6"],
+        # ONNX export and its check in ONNX Runtime, and video input of tools/demo.py
+        "export": ["onnx>=1.16", "onnxruntime>=1.18", "av>=12"],
     },
 )
