@@ -72,7 +72,7 @@ _C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]  # anchor/gt IoU thresholds between lab
 _C.MODEL.RPN.IOU_LABELS = [0, -1, 1]  # labels for the intervals: negative, ignore, positive
 _C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256  # anchors sampled per image for the RPN loss
 _C.MODEL.RPN.POSITIVE_FRACTION = 0.5  # target fraction of positives among sampled anchors
-_C.MODEL.RPN.BBOX_REG_LOSS_TYPE = "smooth_l1"  # "smooth_l1" (beta 0 means L1)
+_C.MODEL.RPN.BBOX_REG_LOSS_TYPE = "smooth_l1"  # "smooth_l1" (on deltas; beta 0 is L1), "giou", "diou", "ciou"
 _C.MODEL.RPN.BBOX_REG_LOSS_WEIGHT = 1.0  # weight of loss_rpn_loc
 _C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]  # (wx, wy, ww, wh) of the box transform
 _C.MODEL.RPN.SMOOTH_L1_BETA = 0.0  # smooth-L1 beta; 0 is L1
@@ -100,7 +100,7 @@ _C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True  # add gt boxes to the proposals in
 
 _C.MODEL.ROI_BOX_HEAD = CN()
 _C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"  # name in ROI_BOX_HEAD_REGISTRY
-_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"  # box regression loss
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"  # "smooth_l1" (on deltas), "giou", "diou", "ciou" (on boxes)
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0  # weight of loss_box_reg
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]  # (wx, wy, ww, wh)
 _C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0  # smooth-L1 beta; 0 is L1

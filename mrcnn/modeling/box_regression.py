@@ -1,4 +1,9 @@
-"""The (dx, dy, dw, dh) box parameterisation of R-CNN and the dense box-regression loss."""
+"""The (dx, dy, dw, dh) box parameterisation of R-CNN and the box-regression losses.
+
+The losses detectron2 offers by config (MODEL.RPN.BBOX_REG_LOSS_TYPE and
+MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE): "smooth_l1" on the deltas (beta 0 is L1), and "giou",
+"diou", "ciou" on the decoded boxes (torchvision.ops' generalized, distance and complete IoU losses).
+"""
 
 import math
 from typing import List, Sequence, Tuple, Union
@@ -6,11 +11,29 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch.nn import functional as F
 
-__all__ = ["Box2BoxTransform", "box_regression_loss"]
+__all__ = ["BOX_REG_LOSS_TYPES", "Box2BoxTransform", "box_regression_loss", "check_box_reg_loss_type"]
 
 # exp(dw) is capped so that a box grows at most 1000/16 times in one step; larger deltas
 # only come from a diverging model and would overflow to inf.
 _DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
+
+# loss type -> torchvision.ops function of (pred_boxes, gt_boxes, reduction) for the IoU losses
+_IOU_LOSSES = {
+    "giou": "generalized_box_iou_loss",
+    "diou": "distance_box_iou_loss",
+    "ciou": "complete_box_iou_loss",
+}
+BOX_REG_LOSS_TYPES = ("smooth_l1",) + tuple(_IOU_LOSSES)
+
+
+def check_box_reg_loss_type(loss_type: str, config_key: str = "BBOX_REG_LOSS_TYPE") -> str:
+    """``loss_type`` if it is one of BOX_REG_LOSS_TYPES; else a ValueError naming ``config_key``."""
+    if loss_type not in BOX_REG_LOSS_TYPES:
+        raise ValueError(
+            f"Unknown box regression loss type {loss_type!r} ({config_key}); "
+            f"valid types are {', '.join(repr(t) for t in BOX_REG_LOSS_TYPES)}."
+        )
+    return loss_type
 
 
 class Box2BoxTransform:
@@ -120,12 +143,15 @@ def box_regression_loss(
         pred_deltas: (N, R, 4) predicted deltas, or a list of (N, Ri, 4) per level.
         gt_boxes: (N, R, 4) matched ground-truth boxes, or a list of N (R, 4) per image.
         fg_mask: (N, R) bool, the anchors that contribute.
-        loss_type: "smooth_l1" (on deltas; beta 0 is L1) or "giou" (on decoded boxes).
+        loss_type: "smooth_l1" (on deltas; beta 0 is L1), or "giou" / "diou" / "ciou" (on the
+            boxes the predicted deltas decode to, against the gt boxes).
         smooth_l1_beta: transition point of the smooth-L1 loss.
 
     Returns:
-        a scalar: the loss summed (not averaged) over foreground anchors and coordinates.
+        a scalar: the loss summed (not averaged) over foreground anchors (and, for smooth-L1,
+        coordinates). The caller divides by its normaliser (sampled anchors or RoIs).
     """
+    check_box_reg_loss_type(loss_type, "MODEL.RPN.BBOX_REG_LOSS_TYPE or MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
     anchors = _as_tensor_boxes(anchors)
     pred_deltas = _stack_per_image(pred_deltas, dim=1)
     gt_boxes = gt_boxes if isinstance(gt_boxes, torch.Tensor) else torch.stack(list(gt_boxes))
@@ -135,14 +161,10 @@ def box_regression_loss(
             # smooth_l1_loss with beta 0 has a 0/0 in its gradient on some versions.
             return F.l1_loss(pred_deltas[fg_mask], gt_deltas[fg_mask], reduction="sum")
         return F.smooth_l1_loss(pred_deltas[fg_mask], gt_deltas[fg_mask], beta=smooth_l1_beta, reduction="sum")
-    if loss_type == "giou":
-        from torchvision.ops import generalized_box_iou_loss
+    import torchvision.ops
 
-        num_images = pred_deltas.shape[0]
-        pred_boxes = box2box_transform.apply_deltas(pred_deltas.reshape(-1, 4), anchors.repeat(num_images, 1)).reshape(
-            pred_deltas.shape
-        )
-        return generalized_box_iou_loss(pred_boxes[fg_mask], gt_boxes[fg_mask], reduction="sum")
-    raise ValueError(
-        f"Unknown box regression loss type '{loss_type}' (MODEL.RPN.BBOX_REG_LOSS_TYPE); use 'smooth_l1' or 'giou'"
-    )
+    # Decoding is per box, so decoding only the foreground gives the boxes a full decode would.
+    fg_anchors = anchors.unsqueeze(0).expand(fg_mask.shape[0], -1, -1)[fg_mask]
+    pred_boxes = box2box_transform.apply_deltas(pred_deltas[fg_mask], fg_anchors)
+    iou_loss = getattr(torchvision.ops, _IOU_LOSSES[loss_type])
+    return iou_loss(pred_boxes, gt_boxes[fg_mask].to(pred_boxes.dtype), reduction="sum")

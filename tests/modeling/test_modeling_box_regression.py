@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -94,3 +95,94 @@ def test_unknown_loss_type_is_named():
             torch.ones(1, 1, dtype=torch.bool),
             loss_type="l3",
         )
+
+
+# --- IoU losses (detectron2's BBOX_REG_LOSS_TYPE giou / diou / ciou) ----------------------------
+def _iou_losses_by_hand(pred, gt):
+    """(giou, diou, ciou) losses of two XYXY boxes, from their definitions."""
+    (px1, py1, px2, py2), (gx1, gy1, gx2, gy2) = pred, gt
+    inter = max(0.0, min(px2, gx2) - max(px1, gx1)) * max(0.0, min(py2, gy2) - max(py1, gy1))
+    union = (px2 - px1) * (py2 - py1) + (gx2 - gx1) * (gy2 - gy1) - inter
+    iou = inter / union
+    cw, ch = max(px2, gx2) - min(px1, gx1), max(py2, gy2) - min(py1, gy1)
+    giou = 1 - iou + (cw * ch - union) / (cw * ch)
+    centre_distance = ((px1 + px2) / 2 - (gx1 + gx2) / 2) ** 2 + ((py1 + py2) / 2 - (gy1 + gy2) / 2) ** 2
+    diou = 1 - iou + centre_distance / (cw**2 + ch**2)
+    v = 4 / math.pi**2 * (math.atan((gx2 - gx1) / (gy2 - gy1)) - math.atan((px2 - px1) / (py2 - py1))) ** 2
+    alpha = v / (1 - iou + v)
+    return giou, diou, diou + alpha * v
+
+
+@pytest.mark.parametrize("loss_type, index", [("giou", 0), ("diou", 1), ("ciou", 2)])
+def test_iou_losses_are_summed_over_foreground_decoded_boxes(loss_type, index):
+    transform = Box2BoxTransform((10.0, 10.0, 5.0, 5.0))
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0], [0.0, 0.0, 5.0, 5.0]])
+    gt = torch.tensor([[5.0, 0.0, 15.0, 10.0], [18.0, 22.0, 38.0, 42.0], [50.0, 50.0, 60.0, 60.0]])
+    # the second anchor's deltas move it 2 px right before the loss: x 22..42
+    pred = torch.tensor(
+        [[[0.0, 0.0, 0.0, 0.0], [10 * 2 / 20, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]], requires_grad=True
+    )
+    fg_mask = torch.tensor([[True, True, False]])
+    loss = box_regression_loss(anchors, transform, pred, gt[None], fg_mask, loss_type=loss_type)
+    expected = _iou_losses_by_hand((0, 0, 10, 10), (5, 0, 15, 10))[index]
+    expected += _iou_losses_by_hand((22, 20, 42, 30), (18, 22, 38, 42))[index]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert pred.grad[0, :2].abs().sum() > 0 and pred.grad[0, 2].abs().sum() == 0  # background: no gradient
+
+
+def test_box_head_iou_loss_is_normalised_by_sampled_rois():
+    from mrcnn.layers import ShapeSpec
+    from mrcnn.modeling.roi_heads import FastRCNNOutputLayers
+    from mrcnn.structures import Boxes, Instances
+
+    predictor = FastRCNNOutputLayers(
+        ShapeSpec(channels=8),
+        box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)),
+        num_classes=2,
+        box_reg_loss_type="diou",
+        loss_weight={"loss_box_reg": 2.0},
+    )
+    proposals = Instances((100, 100))
+    proposals.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0], [5.0, 5, 9, 9]]))
+    proposals.gt_boxes = Boxes(torch.tensor([[5.0, 0.0, 15.0, 10.0], [18.0, 22.0, 38.0, 42.0], [0.0, 0, 1, 1]]))
+    proposals.gt_classes = torch.tensor([1, 0, 2])  # the third is background
+    scores = torch.zeros(3, 3)
+    deltas = torch.zeros(3, 8)  # class-specific: zero deltas, the proposals are the predicted boxes
+    losses = predictor.losses((scores, deltas), [proposals])
+    expected = (
+        _iou_losses_by_hand((0, 0, 10, 10), (5, 0, 15, 10))[1]
+        + _iou_losses_by_hand((20, 20, 40, 30), (18, 22, 38, 42))[1]
+    )
+    assert losses["loss_box_reg"].item() == pytest.approx(2.0 * expected / 3, rel=1e-5)
+    assert losses["loss_cls"].item() == pytest.approx(math.log(3), rel=1e-6)
+
+
+def test_rpn_iou_loss_is_normalised_by_sampled_anchors():
+    from mrcnn.benchmark import tiny_config
+    from mrcnn.modeling import build_model
+    from mrcnn.structures import Boxes
+
+    cfg = tiny_config()
+    cfg.merge_from_list(["MODEL.RPN.BBOX_REG_LOSS_TYPE", "giou", "MODEL.RPN.BBOX_REG_LOSS_WEIGHT", "3.0"])
+    rpn = build_model(cfg).proposal_generator
+    anchors = [Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0], [0.0, 0.0, 5.0, 5.0]]))]
+    gt_boxes = [torch.tensor([[5.0, 0.0, 15.0, 10.0], [18.0, 22.0, 38.0, 42.0], [0.0, 0.0, 5.0, 5.0]])]
+    losses = rpn.losses(anchors, [torch.zeros(1, 3)], [torch.tensor([1, 1, 0])], [torch.zeros(1, 3, 4)], gt_boxes)
+    expected = (
+        _iou_losses_by_hand((0, 0, 10, 10), (5, 0, 15, 10))[0]
+        + _iou_losses_by_hand((20, 20, 40, 30), (18, 22, 38, 42))[0]
+    )
+    assert rpn.box_reg_loss_type == "giou"
+    assert losses["loss_rpn_loc"].item() == pytest.approx(3.0 * expected / cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE, rel=1e-5)
+
+
+@pytest.mark.parametrize("key", ["MODEL.RPN.BBOX_REG_LOSS_TYPE", "MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE"])
+def test_unknown_loss_type_in_config_names_the_key(key):
+    from mrcnn.benchmark import tiny_config
+    from mrcnn.modeling import build_model
+
+    cfg = tiny_config()
+    cfg.merge_from_list([key, "iou"])
+    with pytest.raises(ValueError, match=re.escape(key)):
+        build_model(cfg)

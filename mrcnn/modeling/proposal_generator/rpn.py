@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from mrcnn.config import configurable
 from mrcnn.structures import Boxes, ImageList, Instances, pairwise_iou
 
-from ..box_regression import Box2BoxTransform, box_regression_loss
+from ..box_regression import Box2BoxTransform, box_regression_loss, check_box_reg_loss_type
 from ..matcher import Matcher
 from ..sampling import subsample_labels
 from .anchor_generator import build_anchor_generator
@@ -65,7 +65,7 @@ class RPN(nn.Module):
             anchor_boundary_thresh: anchors crossing the image border by more than this many
                 pixels are ignored in training; negative keeps all anchors.
             loss_weight: multipliers of "loss_rpn_cls" and "loss_rpn_loc" (default 1 each).
-            box_reg_loss_type: "smooth_l1" or "giou".
+            box_reg_loss_type: "smooth_l1" (on deltas), or "giou", "diou", "ciou" (on decoded boxes).
             smooth_l1_beta: smooth-L1 transition point; 0 is L1.
         """
         super().__init__()
@@ -87,7 +87,7 @@ class RPN(nn.Module):
             if unknown:
                 raise ValueError(f"Unknown RPN loss names in loss_weight: {sorted(unknown)}")
             self.loss_weight.update(loss_weight)
-        self.box_reg_loss_type = box_reg_loss_type
+        self.box_reg_loss_type = check_box_reg_loss_type(box_reg_loss_type, "MODEL.RPN.BBOX_REG_LOSS_TYPE")
         self.smooth_l1_beta = smooth_l1_beta
 
     @classmethod

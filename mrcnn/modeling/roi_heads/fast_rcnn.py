@@ -8,7 +8,7 @@ from torch import nn
 
 from mrcnn.config import configurable
 from mrcnn.layers import ShapeSpec, batched_nms, cat
-from mrcnn.modeling.box_regression import Box2BoxTransform
+from mrcnn.modeling.box_regression import Box2BoxTransform, box_regression_loss, check_box_reg_loss_type
 from mrcnn.structures import Boxes, Instances
 
 __all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference", "fast_rcnn_inference_single_image"]
@@ -88,7 +88,8 @@ class FastRCNNOutputLayers(nn.Module):
     """``cls_score`` (K+1 logits, background last) and ``bbox_pred`` (K*4 deltas, or 4 agnostic).
 
     Input (R, D) box-head features; training losses ``loss_cls`` (cross-entropy) and
-    ``loss_box_reg`` (on foreground RoIs, normalised by the number of sampled RoIs).
+    ``loss_box_reg`` (on foreground RoIs, normalised by the number of sampled RoIs): smooth-L1 on
+    the deltas, or a giou / diou / ciou loss on the decoded boxes (``box_reg_loss_type``).
     """
 
     @configurable
@@ -123,7 +124,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.test_topk_per_image = test_topk_per_image
         self.test_min_box_size = test_min_box_size
         self.smooth_l1_beta = smooth_l1_beta
-        self.box_reg_loss_type = box_reg_loss_type
+        self.box_reg_loss_type = check_box_reg_loss_type(box_reg_loss_type, "MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
         self.loss_weight = {"loss_cls": 1.0, "loss_box_reg": 1.0, **(loss_weight or {})}
 
     @classmethod
@@ -168,13 +169,15 @@ class FastRCNNOutputLayers(nn.Module):
             fg_deltas = proposal_deltas[foreground]
         else:
             fg_deltas = proposal_deltas.view(-1, self.num_classes, box_dim)[foreground, gt_classes[foreground]]
-        target_deltas = self.box2box_transform.get_deltas(proposal_boxes[foreground], gt_boxes[foreground])
-        if self.box_reg_loss_type != "smooth_l1":
-            raise ValueError(f"MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE '{self.box_reg_loss_type}' is not supported.")
-        if self.smooth_l1_beta == 0.0:
-            loss_box_reg = F.l1_loss(fg_deltas, target_deltas, reduction="sum")
-        else:
-            loss_box_reg = F.smooth_l1_loss(fg_deltas, target_deltas, beta=self.smooth_l1_beta, reduction="sum")
+        loss_box_reg = box_regression_loss(
+            proposal_boxes[foreground],
+            self.box2box_transform,
+            fg_deltas.unsqueeze(0),
+            gt_boxes[foreground].unsqueeze(0),
+            torch.ones((1, len(foreground)), dtype=torch.bool, device=fg_deltas.device),
+            loss_type=self.box_reg_loss_type,
+            smooth_l1_beta=self.smooth_l1_beta,
+        )
         loss_box_reg = loss_box_reg / max(gt_classes.numel(), 1)
         losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
         return {name: value * self.loss_weight.get(name, 1.0) for name, value in losses.items()}
