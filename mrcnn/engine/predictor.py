@@ -12,6 +12,7 @@ from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.data import MetadataCatalog
 from mrcnn.data import transforms as T
 from mrcnn.modeling import build_model
+from mrcnn.modeling.postprocessing import detector_postprocess
 from mrcnn.utils.plugins import import_plugins
 
 __all__ = ["DefaultPredictor"]
@@ -70,19 +71,42 @@ class DefaultPredictor:
         """The device the model runs on."""
         return next(self.model.parameters()).device
 
-    def __call__(self, original_image: np.ndarray) -> Dict[str, Any]:
+    def __call__(self, original_image: np.ndarray, min_score: Optional[float] = None) -> Dict[str, Any]:
         """Predict on one (H, W, 3) uint8 image in INPUT.FORMAT; returns {"instances": Instances at (H, W)}."""
-        return self.predict_batch([original_image])[0]
+        return self.predict_batch([original_image], min_score=min_score)[0]
 
-    def predict_batch(self, original_images: List[np.ndarray]) -> List[Dict[str, Any]]:
-        """Predict on several images (any sizes) in one forward pass; one {"instances"} per image."""
+    def predict_batch(
+        self, original_images: List[np.ndarray], min_score: Optional[float] = None
+    ) -> List[Dict[str, Any]]:
+        """Predict on several images (any sizes) in one forward pass; one {"instances"} per image.
+
+        ``min_score`` keeps only detections scoring at least that, dropped before their masks are
+        pasted at full resolution (the pasted masks of a large image cost N x H x W bytes).
+        """
         if isinstance(original_images, np.ndarray):
             raise TypeError("predict_batch expects a list of (H, W, 3) images; use predictor(image) for one image")
         inputs = [self._prepare(image, index) for index, image in enumerate(original_images)]
         if not inputs:
             return []
         with torch.inference_mode():
-            return self.model(inputs)
+            if min_score is None:
+                return self.model(inputs)
+            if not hasattr(self.model, "inference") or not hasattr(self.model, "mask_threshold"):
+                outputs = self.model(inputs)  # another meta-architecture: filter its finished outputs
+                return [{"instances": out["instances"][out["instances"].scores >= min_score]} for out in outputs]
+            results = self.model.inference(inputs, do_postprocess=False)
+            return [
+                {
+                    "instances": detector_postprocess(
+                        result[result.scores >= min_score],
+                        x["height"],
+                        x["width"],
+                        self.model.mask_threshold,
+                        self.model.mask_paste_mode,
+                    )
+                }
+                for result, x in zip(results, inputs)
+            ]
 
     def _prepare(self, image: np.ndarray, index: int) -> Dict[str, Any]:
         """The model's input dict for one image: resized CHW uint8 tensor plus the original size."""
