@@ -115,6 +115,17 @@ _C.MODEL.ROI_BOX_HEAD.NORM = ""  # norm of the convs: "", "GN", "BN", ...
 _C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False  # one box regressor for all classes
 _C.MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES = False  # cascade-style training: unsupported
 
+# Cascade R-CNN (MODEL.ROI_HEADS.NAME "CascadeROIHeads"): one box head and predictor per stage; stage
+# k trains on the boxes of stage k-1, matched to gt at IOUS[k] (IOUS[0] must equal
+# MODEL.ROI_HEADS.IOU_THRESHOLDS[0]). The box regression must be class-agnostic.
+_C.MODEL.ROI_BOX_CASCADE_HEAD = CN()
+_C.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [  # (wx, wy, ww, wh) of each stage
+    [10.0, 10.0, 5.0, 5.0],
+    [20.0, 20.0, 10.0, 10.0],
+    [30.0, 30.0, 15.0, 15.0],
+]
+_C.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = [0.5, 0.6, 0.7]  # foreground IoU threshold of each stage
+
 _C.MODEL.ROI_MASK_HEAD = CN()
 _C.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"  # name in ROI_MASK_HEAD_REGISTRY
 _C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14  # RoIAlign output size for the mask head

@@ -17,6 +17,7 @@ from mrcnn.layers import Conv2d, ROIAlign
 from mrcnn.modeling.backbone.fpn import FPN
 from mrcnn.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock
 from mrcnn.modeling.meta_arch.rcnn import GeneralizedRCNN
+from mrcnn.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 from mrcnn.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 from mrcnn.modeling.roi_heads.roi_heads import StandardROIHeads
 from mrcnn.structures import ImageList, Instances
@@ -106,6 +107,16 @@ class FastStandardROIHeads(StandardROIHeads):
         return super().forward(images, features, proposals, targets)
 
 
+class FastCascadeROIHeads(CascadeROIHeads):
+    """As FastStandardROIHeads: the pooled levels made NCHW once for the stages and the mask head."""
+
+    def forward(self, images: ImageList, features: Dict[str, torch.Tensor], proposals: List[Instances], targets=None):
+        if fast_paths_active():
+            pooled = set(self.box_in_features) | set(getattr(self, "mask_in_features", None) or ())
+            features = {name: value.contiguous() if name in pooled else value for name, value in features.items()}
+        return super().forward(images, features, proposals, targets)
+
+
 class FastMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """On the CPU channels-last RoI features, and the deconv with its ReLU as one kernel."""
 
@@ -146,6 +157,7 @@ FAST_CLASSES: Dict[type, type] = {
     FPN: FastFPN,
     GeneralizedRCNN: FastGeneralizedRCNN,
     StandardROIHeads: FastStandardROIHeads,
+    CascadeROIHeads: FastCascadeROIHeads,
     MaskRCNNConvUpsampleHead: FastMaskRCNNConvUpsampleHead,
     ROIAlign: FastROIAlign,
 }
