@@ -236,7 +236,13 @@ class SimpleTrainer(TrainerBase):
 
         if self.zero_grad_before_forward:
             self.optimizer.zero_grad(set_to_none=True)
-        loss_dict = self._forward(data)
+        try:
+            loss_dict = self._forward(data)
+        except FloatingPointError as error:
+            # The model found non-finite values (e.g. the RPN's boxes); it cannot know the remedies.
+            raise FloatingPointError(
+                f"Training diverged at iteration {self.iter}: {error}. {self._divergence_advice()}"
+            ) from error
         losses = _sum_losses(loss_dict)
         if not self.zero_grad_before_forward:
             self.optimizer.zero_grad(set_to_none=True)
@@ -268,13 +274,17 @@ class SimpleTrainer(TrainerBase):
         values = _gather_loss_values(loss_dict, data_time)  # (world_size, num_losses + 1)
         loss_values = values[:, :-1]
         if not torch.isfinite(loss_values).all():
-            raise FloatingPointError(_non_finite_message(names, values, self.iter))
+            raise FloatingPointError(_non_finite_message(names, values, self.iter) + " " + self._divergence_advice())
         if comm.is_main_process():
             means = loss_values.mean(dim=0).tolist()
             storage = get_event_storage()
             storage.put_scalar(f"{prefix}total_loss", sum(means))
             storage.put_scalars(**{f"{prefix}{name}": value for name, value in zip(names, means)})
             storage.put_scalar("data_time", float(values[:, -1].max()))
+
+    def _divergence_advice(self) -> str:
+        """What may prevent a divergence, given how this trainer is set up (clipping on or off)."""
+        return _divergence_advice(self.grad_clipper is not None, getattr(self, "precision", None))
 
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
@@ -326,6 +336,26 @@ def _non_finite_message(names: List[str], values: torch.Tensor, iteration: int) 
         f"total_loss={values[shown, :-1].sum().item():.6g}. Training stopped before the optimizer "
         f"step; no checkpoint is written after a non-finite loss, so the last one saved is intact."
     )
+
+
+def _divergence_advice(gradient_clipping: bool, amp_precision: Optional[torch.dtype]) -> str:
+    if gradient_clipping:
+        advice = (
+            "Gradient clipping is already on (SOLVER.CLIP_GRADIENTS) and did not prevent this: lower "
+            "SOLVER.BASE_LR, lengthen the warm-up (SOLVER.WARMUP_ITERS) or clip harder "
+            "(a smaller SOLVER.CLIP_GRADIENTS.CLIP_VALUE)."
+        )
+    else:
+        advice = (
+            "Lower SOLVER.BASE_LR, lengthen the warm-up (SOLVER.WARMUP_ITERS) or turn on gradient "
+            "clipping (SOLVER.CLIP_GRADIENTS.ENABLED True)."
+        )
+    if amp_precision == torch.float16:
+        advice += (
+            " Mixed precision runs the forward pass in float16, whose range is small: "
+            "SOLVER.AMP.DTYPE bfloat16 (where supported) or SOLVER.AMP.ENABLED False may avoid the overflow."
+        )
+    return advice
 
 
 class AMPTrainer(SimpleTrainer):

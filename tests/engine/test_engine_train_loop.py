@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from engine_toys import ToyModel, ToyTrainer, toy_cfg, toy_loader
+from engine_toys import ToyModel, ToyTrainer, tiny_shapes_cfg, toy_cfg, toy_loader
 
 from mrcnn.checkpoint import DetectionCheckpointer
-from mrcnn.engine import AMPTrainer, SimpleTrainer, hooks
+from mrcnn.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, hooks
 
 
 def _recorder(events, name):
@@ -88,6 +88,47 @@ def test_non_finite_loss_stops_with_named_terms_and_keeps_last_checkpoint(tmp_pa
     extra = DetectionCheckpointer(restored, str(tmp_path)).resume_or_load("", resume=True)
     assert extra["iteration"] == 4
     assert all(torch.isfinite(p).all() for p in restored.parameters())
+    # toy_cfg leaves gradient clipping off: the advice may suggest it.
+    assert "turn on gradient clipping (SOLVER.CLIP_GRADIENTS.ENABLED True)" in message
+    assert "already on" not in message
+
+
+def test_non_finite_loss_with_clipping_on_does_not_suggest_clipping(tmp_path):
+    cfg = toy_cfg(tmp_path, ["SOLVER.CLIP_GRADIENTS.ENABLED", "True"])
+
+    class NanTrainer(ToyTrainer):
+        @classmethod
+        def build_model(cls, cfg):
+            return ToyModel(nan_at_call=3)
+
+    trainer = NanTrainer(cfg)
+    with pytest.raises(FloatingPointError) as error:
+        trainer.train()
+    message = str(error.value)
+    assert "iteration 2" in message and "loss_fit=nan" in message
+    assert "Gradient clipping is already on (SOLVER.CLIP_GRADIENTS)" in message
+    assert "turn on gradient clipping" not in message
+
+
+def test_diverged_rpn_reports_the_iteration_and_advice_for_this_config(tiny_shapes, tmp_path):
+    # The shapes config clips gradients; non-finite weights make the RPN's boxes non-finite.
+    cfg = tiny_shapes_cfg(tmp_path, ["SOLVER.MAX_ITER", "3"])
+    assert cfg.SOLVER.CLIP_GRADIENTS.ENABLED
+    trainer = DefaultTrainer(cfg)
+
+    def poison_rpn(t):
+        if t.iter == 1:
+            model = getattr(t.model, "module", t.model)
+            with torch.no_grad():
+                for parameter in model.proposal_generator.parameters():
+                    parameter.fill_(float("nan"))
+
+    trainer.register_hooks([hooks.CallbackHook(before_step=poison_rpn)])
+    with pytest.raises(FloatingPointError) as error:
+        trainer.train()
+    message = str(error.value)
+    assert message.startswith("Training diverged at iteration 1: RPN predicted non-finite")
+    assert "Gradient clipping is already on" in message and "turn on gradient clipping" not in message
 
 
 def test_amp_trainer_on_cpu_uses_bfloat16_autocast():

@@ -91,8 +91,7 @@ def find_top_rpn_proposals(
         if not bool(finite.all()):
             if training:
                 raise FloatingPointError(
-                    "RPN predicted non-finite proposal boxes or objectness logits: training has "
-                    "diverged (lower SOLVER.BASE_LR or enable gradient clipping)"
+                    "RPN predicted non-finite proposal boxes or objectness logits: training has diverged"
                 )
             boxes, logits, levels = boxes[finite], logits[finite], levels[finite]
 
