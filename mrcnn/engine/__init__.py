@@ -11,7 +11,8 @@ from .defaults import (
     default_writers,
     import_plugins,
 )
-from .launch import launch, started_by_torchrun
+from .launch import launch, started_by_torchrun, torchrun_restart_count
+from .preemption import EXIT_CODE_INTERRUPTED, TrainingInterrupted
 from .train_loop import AMPTrainer, HookBase, SimpleTrainer, TrainerBase
 
 
@@ -42,4 +43,7 @@ __all__ = [
     "import_plugins",
     "launch",
     "started_by_torchrun",
+    "torchrun_restart_count",
+    "TrainingInterrupted",
+    "EXIT_CODE_INTERRUPTED",
 ]

@@ -37,6 +37,7 @@ from mrcnn.utils.logger import setup_logger
 from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names_from_sources
 
 from . import hooks
+from .launch import torchrun_restart_count
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -301,7 +302,12 @@ class DefaultTrainer(TrainerBase):
     def resume_or_load(self, resume: bool = True) -> None:
         """With ``resume`` and a checkpoint in OUTPUT_DIR: restore everything and continue after its
         iteration. Otherwise load MODEL.WEIGHTS (model only; mismatched shapes are skipped) and
-        start at iteration 0."""
+        start at iteration 0. A worker that torchrun restarted after a failure resumes whatever
+        ``resume`` says (TORCHELASTIC_RESTART_COUNT > 0)."""
+        restarts = torchrun_restart_count()
+        if not resume and restarts > 0:
+            logger.info(f"torchrun restarted the workers (TORCHELASTIC_RESTART_COUNT={restarts}): resuming.")
+            resume = True
         if resume:
             self.checkpointer.remove_stale_temporaries()
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)

@@ -166,7 +166,9 @@ class PeriodicCheckpointer(HookBase):
     """Save ``{prefix}_{iteration:07d}.pth`` every ``period`` iterations and ``{prefix}_final.pth`` at the end.
 
     Only the newest ``max_to_keep`` periodic files are kept (None or 0 keeps all). Each file also
-    holds every rank's random generator states, for exact resume. Nothing is saved after a failed
+    holds every rank's random generator states, for exact resume. When a signal stopped training
+    (see mrcnn.engine.preemption), the last iteration is saved under its periodic name instead of
+    the final one and ``trainer.stop_checkpoint`` names the file. Nothing is saved after a failed
     iteration: an exception skips after_step and the final save.
     """
 
@@ -177,6 +179,7 @@ class PeriodicCheckpointer(HookBase):
         self.period = int(period)
         self.max_to_keep = max_to_keep or None
         self.file_prefix = file_prefix
+        self._last_saved: Optional[str] = None
 
     def after_step(self) -> None:
         if (self.trainer.iter + 1) % self.period == 0:
@@ -184,13 +187,23 @@ class PeriodicCheckpointer(HookBase):
             self._remove_old()
 
     def after_train(self) -> None:
-        if self.trainer.finished and self.trainer.steps_run > 0:
+        if self.trainer.steps_run == 0:
+            return
+        if self.trainer.finished:
             self.save(f"{self.file_prefix}_final")
+        elif getattr(self.trainer, "stopped_by", None) is not None:
+            name = f"{self.file_prefix}_{self.trainer.iter:07d}"
+            if self._last_saved != name:  # not saved by after_step of this very iteration
+                self.save(name)
+                self._remove_old()
+            if self.checkpointer.save_dir:
+                self.trainer.stop_checkpoint = os.path.join(self.checkpointer.save_dir, f"{name}.pth")
 
     def save(self, name: str) -> None:
         """Save now under ``name`` (every rank must call it: the generator states are gathered)."""
         rng_states = comm.all_gather(capture_rng_states())
         self.checkpointer.save(name, iteration=self.trainer.iter, rng_states=rng_states)
+        self._last_saved = name
 
     def _remove_old(self) -> None:
         if self.max_to_keep is None or not comm.is_main_process():

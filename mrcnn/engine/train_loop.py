@@ -8,7 +8,9 @@ Order of calls in `TrainerBase.train`::
         trainer.run_step()         # data, forward, backward, hook.after_backward(), metrics, step
         hook.after_step()
         (stop early if a hook called trainer.request_stop())
+        (stop if any rank got SIGTERM or SIGINT: see mrcnn.engine.preemption)
     hook.after_train()             always, also after an exception
+    raise TrainingInterrupted      after a stop on a signal (a SystemExit with status 75)
 
 `SimpleTrainer` does one plain fp32 step; `AMPTrainer` runs the forward pass under autocast.
 """
@@ -25,6 +27,8 @@ from torch import nn
 from mrcnn.utils import comm
 from mrcnn.utils.env import restore_rng_states
 from mrcnn.utils.events import EventStorage, get_event_storage
+
+from .preemption import StopSignals, TrainingInterrupted
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "AMPTrainer"]
 
@@ -67,8 +71,10 @@ class TrainerBase:
     """Runs registered hooks around ``run_step`` for iterations ``[start_iter, max_iter)``.
 
     Attributes: ``iter`` (the current, then the last run iteration), ``start_iter``, ``max_iter``,
-    ``storage`` (the `EventStorage` of this run) and ``finished`` (True once the loop ended
-    without an exception, including an early stop).
+    ``storage`` (the `EventStorage` of this run), ``finished`` (True once the loop ended
+    without an exception, including an early stop, but not a stop on a signal), ``stopped_by``
+    (the name of the signal that stopped the loop, else None) and ``stop_checkpoint`` (set by a
+    checkpointing hook to the file it saved after such a stop).
     """
 
     def __init__(self) -> None:
@@ -80,6 +86,8 @@ class TrainerBase:
         self.finished = False
         self.steps_run = 0
         self._stop_reason: Optional[str] = None
+        self.stopped_by: Optional[str] = None
+        self.stop_checkpoint: Optional[str] = None
         self._pending_rng_states: Optional[Dict[str, Any]] = None
 
     def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
@@ -111,14 +119,21 @@ class TrainerBase:
         self._pending_rng_states = states
 
     def train(self, start_iter: int, max_iter: int) -> None:
-        """Run iterations ``start_iter`` .. ``max_iter - 1`` with the hooks."""
+        """Run iterations ``start_iter`` .. ``max_iter - 1`` with the hooks.
+
+        Raises `TrainingInterrupted` (exit status 75) after SIGTERM or SIGINT stopped the loop.
+        """
         logger.info(f"Starting training from iteration {start_iter}")
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
         self.finished = False
         self.steps_run = 0
         self._stop_reason = None
-        with EventStorage(start_iter) as self.storage:
+        self.stopped_by = None
+        self.stop_checkpoint = None
+        # Handlers first: data loader processes forked below inherit them and so ignore the signals
+        # (a signal sent to the whole process group must not kill them under the iteration in flight).
+        with EventStorage(start_iter) as self.storage, StopSignals() as stop_signals:
             try:
                 self.before_train()
                 self._start_data_iterator()
@@ -130,15 +145,25 @@ class TrainerBase:
                     self.run_step()
                     self.steps_run += 1
                     self.after_step()
+                    # Every rank asks at every iteration but the last, so all stop at the same one.
+                    signal_name = stop_signals.agreed_signal() if self.iter < max_iter - 1 else None
                     if self._stop_reason is not None:
                         logger.info(f"Stopping after iteration {self.iter}: {self._stop_reason}")
                         break
-                self.finished = True
+                    if signal_name is not None:
+                        self.stopped_by = signal_name
+                        break
+                self.finished = self.stopped_by is None
             except Exception:
                 logger.exception(f"Training failed at iteration {self.iter}:")
                 raise
             finally:
                 self.after_train()
+        if self.stopped_by is not None:
+            interrupted = TrainingInterrupted(self.stopped_by, self.iter, self.stop_checkpoint)
+            resume = "; continue with --resume" if self.stop_checkpoint else "; no checkpoint was saved"
+            logger.warning(f"{interrupted}{resume}.")
+            raise interrupted
 
     def before_train(self) -> None:
         for hook in self._hooks:

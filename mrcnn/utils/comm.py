@@ -17,6 +17,7 @@ __all__ = [
     "all_gather",
     "gather",
     "reduce_dict",
+    "max_over_ranks",
     "shared_random_seed",
 ]
 
@@ -119,6 +120,19 @@ def reduce_dict(input_dict: Dict[str, torch.Tensor], average: bool = True) -> Di
         if average:
             values /= world_size
         return dict(zip(names, values))
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest of every rank's integer ``value``; every rank gets it (``value`` in one process).
+
+    The reduction runs over gloo on a CPU tensor, also when the main backend is NCCL, so it never
+    waits for queued GPU work.
+    """
+    if get_world_size() == 1:
+        return int(value)
+    tensor = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_object_group())
+    return int(tensor.item())
 
 
 def shared_random_seed() -> int:

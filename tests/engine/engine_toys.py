@@ -242,3 +242,37 @@ def ddp_toy_worker(output_dir: str) -> None:
         },
         os.path.join(output_dir, f"rank{rank}.pt"),
     )
+
+
+class SignalAtIteration(HookBase):
+    """Sends ``signum`` to this process ``times`` times after the backward pass of ``iteration``."""
+
+    def __init__(self, iteration: int, signum: int, times: int = 1):
+        self.iteration, self.signum, self.times = iteration, signum, times
+
+    def after_backward(self) -> None:
+        if self.trainer.iter == self.iteration:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+def ddp_signalled_rank_worker(output_dir: str, signal_rank: int, signal_iteration: int) -> None:
+    """ToyTrainer on every rank; rank ``signal_rank`` alone gets SIGTERM in ``signal_iteration``.
+
+    Each rank writes where it stopped to ``rank{r}.pt`` before the interruption ends the process.
+    """
+    import signal
+
+    from mrcnn.utils import comm
+
+    trainer = ToyTrainer(toy_cfg(output_dir, ["SOLVER.MAX_ITER", "200", "SOLVER.CHECKPOINT_PERIOD", "1000"]))
+    trainer.resume_or_load(resume=False)
+    if comm.get_rank() == signal_rank:
+        trainer.register_hooks([SignalAtIteration(signal_iteration, signal.SIGTERM)])
+    try:
+        trainer.train()
+    finally:
+        torch.save(
+            {"iter": trainer.iter, "stopped_by": trainer.stopped_by, "checkpoint": trainer.stop_checkpoint},
+            os.path.join(output_dir, f"rank{comm.get_rank()}.pt"),
+        )

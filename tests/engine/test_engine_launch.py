@@ -1,9 +1,11 @@
 """Distributed training on the CPU: gloo processes from launch(), torchrun, and tools/train_net.py."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -141,3 +143,80 @@ def test_train_net_with_two_cpu_processes_keeps_ranks_identical(tiny_shapes, tmp
     assert (output / "log.txt.rank1").exists()
     # Each rank loads its own half of the batch: 2 images per rank and iteration.
     assert "iter: 3" in log and "total_loss" in log
+
+
+def _process_state(pid):
+    """The state letter of ``pid`` from /proc ("R", "S", "Z", ...), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _children(pid):
+    """Process ids whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return found
+
+
+def _wait_for_text(path, text, process, timeout):
+    deadline = time.time() + timeout
+    while not (path.exists() and text in path.read_text()):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, f"'{text}' never appeared in {path}"
+        time.sleep(0.2)
+
+
+def test_workers_stop_when_the_launching_process_is_killed(tiny_shapes, tmp_path):
+    output = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO_ROOT, "tools", "train_net.py"), "--num-gpus", "2"]
+    command += [
+        "--config-file",
+        SHAPES_CONFIG,
+        *TINY_SHAPES_OPTS,
+        "SOLVER.MAX_ITER",
+        "100000",
+        "OUTPUT_DIR",
+        str(output),
+    ]
+    # Started with SIGINT ignored, as a job started in the background is: the SIGINT that torch asks
+    # the kernel to send to children of a dead parent is then ignored too (why orphans trained on).
+    launcher = subprocess.Popen(
+        command,
+        env=subprocess_env(),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        for log in ("log.txt", "log.txt.rank1"):
+            _wait_for_text(output / log, "Starting training from iteration 0", launcher, timeout=240)
+        workers = [pid for pid in _children(launcher.pid) if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()]
+        assert len(workers) == 2
+        os.kill(launcher.pid, signal.SIGKILL)
+        assert launcher.wait(timeout=30) == -signal.SIGKILL
+        killed_at = time.time()
+        while any(_process_state(pid) not in (None, "Z") for pid in workers):
+            assert time.time() - killed_at < 30, "the workers outlived their launcher"
+            time.sleep(0.2)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        launcher.stderr.close()
+    # They noticed, and stopped as on SIGTERM: after the same iteration, with a checkpoint of it.
+    logs = [(output / name).read_text() for name in ("log.txt", "log.txt.rank1")]
+    assert all(f"The launching process {launcher.pid} is gone" in log for log in logs)
+    tagged = (output / "last_checkpoint").read_text()
+    iteration = torch.load(output / tagged, weights_only=True)["iteration"]
+    stopped = f"Training stopped by SIGTERM after iteration {iteration}; checkpoint {output / tagged}"
+    assert all(stopped in log for log in logs)

@@ -1,0 +1,111 @@
+"""SIGTERM / SIGINT during training: the iteration in flight finishes, a checkpoint is saved, training
+raises TrainingInterrupted (exit status 75), and --resume continues exactly as an uninterrupted run."""
+
+import logging
+import os
+import signal
+
+import pytest
+import torch
+from engine_toys import SignalAtIteration, ToyTrainer, ddp_signalled_rank_worker, toy_cfg
+
+from mrcnn.engine import EXIT_CODE_INTERRUPTED, TrainingInterrupted, launch
+from mrcnn.utils.env import seed_all_rng
+
+
+class _LogLines(logging.Handler):
+    """Collects the messages of the library loggers (they do not propagate to pytest's caplog)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+
+def _lrs(trainer):
+    return {it: value for value, it in trainer.storage.history("lr").values()}
+
+
+@pytest.mark.parametrize(
+    "signum, stop_at, times",
+    [(signal.SIGTERM, 7, 1), (signal.SIGINT, 7, 2), (signal.SIGTERM, 9, 1)],
+    ids=["sigterm", "sigint-twice", "sigterm-at-periodic-checkpoint"],
+)
+def test_signal_stops_after_the_iteration_in_flight_and_resume_is_exact(tmp_path, signum, stop_at, times):
+    seed_all_rng(0)
+    straight = ToyTrainer(toy_cfg(tmp_path / "straight"))
+    straight.resume_or_load(resume=False)
+    straight.train()
+
+    output = tmp_path / "stopped"
+    handler_before = signal.getsignal(signum)
+    seed_all_rng(0)
+    stopped = ToyTrainer(toy_cfg(output))
+    stopped.resume_or_load(resume=False)
+    stopped.register_hooks([SignalAtIteration(stop_at, signum, times)])
+    log = _LogLines()
+    logging.getLogger("mrcnn").addHandler(log)  # the conftest fixture removes it afterwards
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        stopped.train()
+    assert signal.getsignal(signum) is handler_before
+    name = signal.Signals(signum).name
+    checkpoint = str(output / f"model_{stop_at:07d}.pth")
+    assert interrupted.value.code == EXIT_CODE_INTERRUPTED == 75
+    assert (interrupted.value.signal_name, interrupted.value.iteration) == (name, stop_at)
+    assert interrupted.value.checkpoint == checkpoint
+    assert stopped.iter == stop_at and stopped.steps_run == stop_at + 1 and not stopped.finished
+    assert (output / "last_checkpoint").read_text() == os.path.basename(checkpoint)
+    assert not (output / "model_final.pth").exists()
+    assert torch.load(checkpoint, weights_only=True)["iteration"] == stop_at
+    assert f"Training stopped by {name} after iteration {stop_at}; checkpoint {checkpoint}" in log.text
+    assert log.text.count(f"Saving checkpoint to {checkpoint}") == 1  # at a periodic iteration: saved once
+    assert ("again" in log.text) == (times > 1)
+
+    seed_all_rng(1234)  # a new process starts from other generator states
+    resumed = ToyTrainer(toy_cfg(output))
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == stop_at + 1
+    resumed.train()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert {**_lrs(stopped), **_lrs(resumed)} == _lrs(straight)
+
+
+def test_a_signal_ignored_before_training_stays_ignored(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job started in the background
+    try:
+        trainer = ToyTrainer(toy_cfg(tmp_path, ["SOLVER.MAX_ITER", "6"]))
+        trainer.register_hooks([SignalAtIteration(2, signal.SIGINT)])
+        trainer.train()
+        assert trainer.finished and trainer.iter == 5 and trainer.stopped_by is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_during_the_last_iteration_lets_training_finish(tmp_path):
+    trainer = ToyTrainer(toy_cfg(tmp_path, ["SOLVER.MAX_ITER", "6"]))
+    trainer.register_hooks([SignalAtIteration(5, signal.SIGTERM)])
+    trainer.train()  # nothing is left to interrupt: model_final is written, no exception
+    assert trainer.finished and trainer.stopped_by is None
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+
+
+def test_all_ranks_stop_after_the_iteration_in_which_one_rank_got_the_signal(tmp_path):
+    # Two gloo processes; only rank 1 gets SIGTERM, in iteration 3. launch() waits for both and
+    # raises TrainingInterrupted, as the process of tools/train_net.py would exit with status 75.
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        launch(ddp_signalled_rank_worker, 2, dist_url="auto", args=(str(tmp_path), 1, 3))
+    assert interrupted.value.code == EXIT_CODE_INTERRUPTED
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    checkpoint = str(tmp_path / "model_0000003.pth")
+    assert ranks == [{"iter": 3, "stopped_by": "SIGTERM", "checkpoint": checkpoint}] * 2
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["iteration"] == 3 and len(saved["rng_states"]) == 2
