@@ -5,6 +5,7 @@
     python tools/benchmark.py --task train --compare torchvision --iters 10
     python tools/benchmark.py --config-file configs/shapes/mask_rcnn_shapes.yaml --task data
     python tools/benchmark.py --task eval --eval-images 500
+    python tools/benchmark.py --task inference --compare onnxruntime --threads 2
 
 --config-file defaults to the config that reproduces torchvision's maskrcnn_resnet50_fpn. Without
 MODEL.WEIGHTS that config gets seeded weights calibrated on the benchmark image (realistic
@@ -14,6 +15,9 @@ model and times it on the same images in the same process, alternating the two e
 inference: milliseconds per image at --height x --width after warm-up (median and spread), peak
 memory, the model's FLOPs (fvcore) and the share of this machine's measured matmul rate they reach;
 with --compare, torchvision's figures, the ratio and whether the detections agree.
+--compare onnxruntime exports the model to ONNX and times ONNX Runtime (CPU, --threads intra-op
+threads, --ort-opt-level) beside the eager model on the same image; --export-check adds agreement
+of ONNX Runtime and TorchScript with eager on other sizes, an empty image and a batch of two.
 train: seconds per iteration and images per second on synthetic batches (--batch-size images,
 about 7 instances each), SGD, peak memory; with --compare, torchvision on the same batches.
 data: images per second of the training loader of DATASETS.TRAIN.
@@ -27,6 +31,7 @@ import json
 import os
 import platform
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -58,6 +63,7 @@ from mrcnn.data import build_detection_train_loader
 from mrcnn.modeling import build_model
 
 TASKS = ("inference", "train", "data", "eval")
+ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")
 
 
@@ -66,7 +72,27 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=TORCHVISION_CONFIG, metavar="FILE", help="yaml config")
     parser.add_argument("--task", choices=TASKS, required=True)
-    parser.add_argument("--compare", choices=["torchvision"], default=None, help="also time torchvision's model")
+    parser.add_argument(
+        "--compare",
+        choices=["torchvision", "onnxruntime"],
+        default=None,
+        help="inference: also time torchvision's model, or the model exported to ONNX in ONNX Runtime",
+    )
+    parser.add_argument(
+        "--ort-opt-level",
+        choices=sorted(ORT_OPT_LEVELS),
+        default="all",
+        help="--compare onnxruntime: ONNX Runtime's graph optimisation level (default all)",
+    )
+    parser.add_argument(
+        "--ort-profile", metavar="DIR", help="--compare onnxruntime: write ONNX Runtime's profile of one run to DIR"
+    )
+    parser.add_argument(
+        "--export-check",
+        action="store_true",
+        help="--compare onnxruntime: also check ONNX Runtime and TorchScript against eager on three other "
+        "sizes, an image without detections and a batch of two",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations (per model)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (per model)")
@@ -212,6 +238,113 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     return results
 
 
+def benchmark_inference_onnxruntime(args: argparse.Namespace, cfg) -> Dict[str, Any]:
+    """Our eager model and its ONNX export in ONNX Runtime on the same image and threads, alternating."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime
+
+    from mrcnn.benchmark.export_agreement import export_agreement, split_by_image, worst_agreement
+    from mrcnn.export import ExportableMaskRCNN, export_onnx, export_torchscript
+
+    if args.device != "cpu":
+        raise SystemExit("error: --compare onnxruntime measures ONNX Runtime's CPU provider; use --device cpu")
+    height, width = args.height, args.width
+    pixels = natural_image(height, width, seed=3)
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float()
+    model = build_models(cfg, image, False, spread_scores=True)["mrcnn"].eval()
+    adapter = ExportableMaskRCNN.from_config(cfg, model)
+    directory = tempfile.mkdtemp(prefix="mrcnn_export_")
+    onnx_path = os.path.join(directory, "model.onnx")
+    start = time.perf_counter()
+    export_onnx(adapter, torch.from_numpy(pixels)[None], onnx_path)
+    export_seconds = time.perf_counter() - start
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = {
+        "disable": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[args.ort_opt_level]
+    session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    batch = pixels[None]
+    inputs = [{"image": image.to(torch.uint8), "height": height, "width": width}]
+    calls = {
+        "mrcnn": lambda: model(inputs)[0]["instances"],
+        "onnxruntime": lambda: session.run(None, {"images": batch}),
+    }
+    with torch.no_grad():
+        seconds, outputs = time_alternating(calls, args.iters, args.warmup, torch.device("cpu"))
+    eager = outputs["mrcnn"]
+    expected = {
+        "boxes": eager.pred_boxes.tensor.numpy(),
+        "scores": eager.scores.numpy(),
+        "classes": eager.pred_classes.numpy(),
+    }
+    if eager.has("pred_masks"):
+        expected["masks"] = eager.pred_masks.numpy()
+    (got,) = split_by_image(outputs["onnxruntime"], adapter.output_names, 1)
+    results: Dict[str, Any] = {
+        "height": height,
+        "width": width,
+        "threads": torch.get_num_threads(),
+        "ort_opt_level": args.ort_opt_level,
+        "onnx_file_mb": os.path.getsize(onnx_path) / 2**20,
+        "export_seconds": export_seconds,
+        "agreement": export_agreement(got, expected),
+    }
+    for name in calls:
+        stats = summarize(seconds[name])
+        results[name] = {
+            "ms_per_image": 1000 * stats["median"],
+            "ms_per_image_p25": 1000 * stats["p25"],
+            "ms_per_image_p75": 1000 * stats["p75"],
+            "iterations": stats["count"],
+        }
+    results["ratio"] = results["onnxruntime"]["ms_per_image"] / results["mrcnn"]["ms_per_image"]
+    if args.ort_profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(args.ort_profile, "onnxruntime_profile")
+        os.makedirs(args.ort_profile, exist_ok=True)
+        profiled = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        profiled.run(None, {"images": batch})
+        results["ort_profile_file"] = profiled.end_profiling()
+    if args.export_check:
+        ts_path = export_torchscript(adapter, torch.from_numpy(pixels)[None], os.path.join(directory, "model.ts"))
+        results["torchscript_file_mb"] = os.path.getsize(ts_path) / 2**20
+        scripted = torch.jit.load(ts_path)
+        short, long = min(height, width), max(height, width)
+        cases = [
+            ("tall", natural_image(long, short, seed=11)[None]),
+            ("wide", natural_image(short // 2, long, seed=12)[None]),
+            ("small", natural_image(short // 2, short // 2 + 40, seed=13)[None]),
+            ("flat_grey", np.full((1, short // 2, short // 2, 3), 128, dtype=np.uint8)),
+            ("batch_of_two", np.stack([natural_image(short, short, seed=14), natural_image(short, short, seed=15)])),
+        ]
+
+        def run_torchscript(images):
+            with torch.no_grad():
+                return [o.numpy() for o in scripted(torch.from_numpy(images))]
+
+        min_size, max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+        results["export_check"] = {
+            "onnxruntime": worst_agreement(
+                lambda images: session.run(None, {"images": images}),
+                adapter.output_names,
+                model,
+                min_size,
+                max_size,
+                cases,
+            ),
+            "torchscript": worst_agreement(run_torchscript, adapter.output_names, model, min_size, max_size, cases),
+        }
+    return results
+
+
 def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     """Seconds per SGD iteration on synthetic batches (and torchvision's on the same batches)."""
     device = torch.device(args.device)
@@ -323,6 +456,14 @@ def benchmark_eval(args: argparse.Namespace) -> Dict[str, Any]:
 
 def headline(task: str, results: Dict[str, Any]) -> str:
     """The one line a person or a script reads: the task's main figure(s)."""
+    if task == "inference" and "onnxruntime" in results:
+        agree = "yes" if results["agreement"]["agree"] else "NO"
+        return (
+            f"inference {results['height']}x{results['width']}, {results['threads']} threads: "
+            f"mrcnn {results['mrcnn']['ms_per_image']:.1f} ms/image, onnxruntime "
+            f"({results['ort_opt_level']}) {results['onnxruntime']['ms_per_image']:.1f} ms/image, "
+            f"ratio {results['ratio']:.3f}, detections agree: {agree}"
+        )
     if task == "inference":
         size = f"{results['height']}x{results['width']}"
         line = f"inference {size}: mrcnn {results['mrcnn']['ms_per_image']:.1f} ms/image"
@@ -355,7 +496,7 @@ def headline(task: str, results: Dict[str, Any]) -> str:
 def details(task: str, results: Dict[str, Any]) -> List[str]:
     """Lines with the secondary figures, printed before the headline."""
     lines = []
-    for name in ("mrcnn", "torchvision"):
+    for name in ("mrcnn", "torchvision", "onnxruntime"):
         entry = results.get(name)
         if not isinstance(entry, dict):
             continue
@@ -365,7 +506,20 @@ def details(task: str, results: Dict[str, Any]) -> List[str]:
         lines.append(f"  {name}: {figures}")
         if "profile" in entry:
             lines.extend(profile_lines(name, entry["profile"]))
-    if task == "inference":
+    if task == "inference" and "onnxruntime" in results:
+        lines.append(f"  ONNX file {results['onnx_file_mb']:.1f} MiB, exported in {results['export_seconds']:.1f} s")
+        if "torchscript_file_mb" in results:
+            lines.append(f"  TorchScript file {results['torchscript_file_mb']:.1f} MiB")
+        if "ort_profile_file" in results:
+            lines.append(f"  ONNX Runtime profile: {results['ort_profile_file']}")
+        for runtime, cases in results.get("export_check", {}).items():
+            for case, reports in cases.items():
+                for index, report in enumerate(reports):
+                    lines.append(
+                        f"  {runtime} {case}[{index}]: "
+                        + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items())
+                    )
+    elif task == "inference":
         lines.append(f"  matmul rate: {results['matmul_gflops_per_second']:.1f} GFLOP/s")
         if "agreement" in results:
             lines.append("  agreement: " + ", ".join(f"{k} {v}" for k, v in results["agreement"].items()))
@@ -417,6 +571,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         cfg = load_config(args)
         task = {"inference": benchmark_inference, "train": benchmark_train, "data": benchmark_data}[args.task]
+        if args.task == "inference" and args.compare == "onnxruntime":
+            task = benchmark_inference_onnxruntime
         results = task(args, cfg)
     report = {
         "task": args.task,
