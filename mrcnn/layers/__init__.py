@@ -12,6 +12,7 @@ from .mask_ops import paste_masks_in_image
 from .nms import batched_nms, nms
 from .roi_align import ROIAlign
 from .shape_spec import ShapeSpec
+from .sync_batch_norm import SyncBatchNorm
 from .wrappers import Conv2d, cat, nonzero_tuple
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "FrozenBatchNorm2d",
     "ROIAlign",
     "ShapeSpec",
+    "SyncBatchNorm",
     "batched_nms",
     "cat",
     "convert_frozen_batchnorm",

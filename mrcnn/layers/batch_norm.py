@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from .sync_batch_norm import SyncBatchNorm
+
 __all__ = [
     "FrozenBatchNorm2d",
     "get_norm",
@@ -21,7 +23,9 @@ NORM_NAMES = ("BN", "SyncBN", "FrozenBN", "GN")
 def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int) -> Optional[nn.Module]:
     """A norm layer for `out_channels` channels from a name ("BN", "SyncBN", "FrozenBN", "GN") or factory.
 
-    "" or None means no normalization and returns None.
+    "" or None means no normalization and returns None. "SyncBN" is `SyncBatchNorm`: BatchNorm over
+    the batches of all processes in distributed training, on the CPU (gloo) as on GPUs, and plain
+    BatchNorm in one process.
     """
     if norm is None:
         return None
@@ -30,7 +34,7 @@ def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: i
             return None
         factories = {
             "BN": nn.BatchNorm2d,
-            "SyncBN": nn.SyncBatchNorm,
+            "SyncBN": SyncBatchNorm,
             "FrozenBN": FrozenBatchNorm2d,
             # 32 groups, as in the Group Normalization paper's default
             "GN": lambda channels: nn.GroupNorm(32, channels),

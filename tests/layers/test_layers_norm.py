@@ -2,7 +2,14 @@ import pytest
 import torch
 from torch import nn
 
-from mrcnn.layers import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, is_affine_norm, norm_as_affine
+from mrcnn.layers import (
+    FrozenBatchNorm2d,
+    SyncBatchNorm,
+    convert_frozen_batchnorm,
+    get_norm,
+    is_affine_norm,
+    norm_as_affine,
+)
 
 
 def _trained_batchnorm(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -50,7 +57,7 @@ def test_convert_frozen_batchnorm_preserves_outputs():
 def test_get_norm_names_and_errors():
     assert get_norm("", 64) is None and get_norm(None, 64) is None
     assert isinstance(get_norm("BN", 16), nn.BatchNorm2d) and get_norm("BN", 16).num_features == 16
-    assert isinstance(get_norm("SyncBN", 16), nn.SyncBatchNorm)
+    assert isinstance(get_norm("SyncBN", 16), SyncBatchNorm)
     assert isinstance(get_norm("FrozenBN", 16), FrozenBatchNorm2d)
     group_norm = get_norm("GN", 64)
     assert isinstance(group_norm, nn.GroupNorm) and group_norm.num_groups == 32 and group_norm.num_channels == 64
