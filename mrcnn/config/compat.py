@@ -139,7 +139,6 @@ UNSUPPORTED_WHEN_CHANGED: List[Tuple[str, Any, str]] = [
     ("DATASETS.PROPOSAL_FILES_TEST", [], "precomputed proposals"),
     ("SOLVER.REFERENCE_WORLD_SIZE", 0, "automatic rescaling of the schedule by world size"),
     ("TEST.AUG.ENABLED", False, "test-time augmentation"),
-    ("TEST.PRECISE_BN.ENABLED", False, "precise BatchNorm statistics"),
 ]
 
 

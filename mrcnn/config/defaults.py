@@ -241,8 +241,10 @@ _C.TEST.EXPECTED_RESULTS = []  # unused (detectron2 compatibility)
 _C.TEST.AUG = CN()
 _C.TEST.AUG.ENABLED = False  # test-time augmentation: unsupported, must stay False
 _C.TEST.PRECISE_BN = CN()
-_C.TEST.PRECISE_BN.ENABLED = False  # precise BN: unsupported, must stay False
-_C.TEST.PRECISE_BN.NUM_ITER = 200  # unused
+# Before each evaluation (every TEST.EVAL_PERIOD and at the end) recompute the running statistics of
+# the BatchNorm layers in training mode over NUM_ITER training batches (fvcore's precise BN).
+_C.TEST.PRECISE_BN.ENABLED = False
+_C.TEST.PRECISE_BN.NUM_ITER = 200  # training batches the statistics are computed over
 
 # ---------------------------------------------------------------------------------------------
 # Misc

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
+from fvcore.nn.precise_bn import get_bn_modules
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -446,6 +447,10 @@ class DefaultTrainer(TrainerBase):
         cfg = self.cfg
         has_test_sets = len(cfg.DATASETS.TEST) > 0
         result: List[Optional[hooks.HookBase]] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
+            # a training loader of its own: its batches leave the training stream as it is
+            loader = self.build_train_loader(cfg)
+            result.append(hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, loader, cfg.TEST.PRECISE_BN.NUM_ITER))
         if cfg.TEST.VAL_LOSS_PERIOD > 0 and has_test_sets:
             result.append(hooks.ValidationLoss(cfg.TEST.VAL_LOSS_PERIOD, self.build_validation_loss_loader(cfg)))
         result.append(
