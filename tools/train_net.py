@@ -6,10 +6,16 @@
     python tools/train_net.py --config-file F --resume                # continue from OUTPUT_DIR
     python tools/train_net.py --config-file F --eval-only MODEL.WEIGHTS out/model_final.pth
     torchrun --nproc-per-node 2 tools/train_net.py --config-file F
+    torchrun --nnodes 2 --nproc-per-node 8 --max-restarts 3 --rdzv-backend c10d \
+        --rdzv-endpoint HOST:29500 --rdzv-id JOB tools/train_net.py --resume --config-file F
 
 Everything lands in OUTPUT_DIR: log.txt, config.yaml, metrics.json, TensorBoard events,
 checkpoints (model_XXXXXXX.pth, model_final.pth, model_best.pth, last_checkpoint) and
 eval_results.json. Subclass `Trainer` here to change how a part is built.
+
+Exit status: 0 when done; 75 when SIGTERM or SIGINT stopped training after the iteration in
+flight, whose checkpoint --resume continues from; 1 on an error. Workers that torchrun restarted
+(--max-restarts) resume from OUTPUT_DIR's last checkpoint without --resume.
 """
 
 import logging

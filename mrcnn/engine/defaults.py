@@ -74,6 +74,10 @@ Two machines:
 
 Under torchrun (it sets RANK/WORLD_SIZE/LOCAL_RANK; --num-gpus is then ignored):
     $ torchrun --nproc-per-node 2 {script} --config-file cfg.yaml
+Workers restarted by torchrun --max-restarts N continue from OUTPUT_DIR's last checkpoint.
+
+SIGTERM or SIGINT: training stops after the iteration in flight, saves its checkpoint and exits
+with status 75; --resume continues from it.
 """
 
 

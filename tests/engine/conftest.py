@@ -42,3 +42,15 @@ def tiny_shapes(tmp_path_factory):
     import tiny_shapes_plugin  # noqa: F401  (registers tinyshapes_train / tinyshapes_val)
 
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_one_shape(tiny_shapes):
+    """Generate the one-shape-per-image set beside the tiny shapes once (registered by the plugin)."""
+    from tiny_shapes_plugin import ONE_SHAPE
+
+    from mrcnn.data.datasets.synthetic_shapes import ensure_shapes_dataset
+
+    root = os.path.join(tiny_shapes, "oneshape")
+    ensure_shapes_dataset(root, **ONE_SHAPE)
+    return root
