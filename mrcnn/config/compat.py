@@ -132,8 +132,6 @@ def accept_detectron2_key(full_key: str, value: Any, source: str) -> bool:
 UNSUPPORTED_WHEN_CHANGED: List[Tuple[str, Any, str]] = [
     ("MODEL.KEYPOINT_ON", False, "keypoint detection"),
     ("MODEL.LOAD_PROPOSALS", False, "precomputed proposals"),
-    ("MODEL.RESNETS.DEFORM_ON_PER_STAGE", [False, False, False, False], "deformable convolutions"),
-    ("MODEL.RESNETS.DEFORM_MODULATED", False, "deformable convolutions"),
     ("MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES", False, "training on predicted boxes"),
     ("DATASETS.PROPOSAL_FILES_TRAIN", [], "precomputed proposals"),
     ("DATASETS.PROPOSAL_FILES_TEST", [], "precomputed proposals"),

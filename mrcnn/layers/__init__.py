@@ -8,6 +8,7 @@ from .batch_norm import (
     is_affine_norm,
     norm_as_affine,
 )
+from .deform_conv import DeformConv, ModulatedDeformConv, deform_conv2d
 from .mask_ops import paste_masks_in_image
 from .nms import batched_nms, nms
 from .roi_align import ROIAlign
@@ -18,12 +19,15 @@ from .wrappers import Conv2d, cat, nonzero_tuple
 __all__ = [
     "NORM_NAMES",
     "Conv2d",
+    "DeformConv",
+    "ModulatedDeformConv",
     "FrozenBatchNorm2d",
     "ROIAlign",
     "ShapeSpec",
     "SyncBatchNorm",
     "batched_nms",
     "cat",
+    "deform_conv2d",
     "convert_frozen_batchnorm",
     "get_norm",
     "nms",
