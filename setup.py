@@ -9,7 +9,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["mrcnn", "mrcnn.*"]),
+    # configs/ (detectron2's zoo configs and ours) ships inside the package as mrcnn/model_zoo/configs,
+    # so mrcnn.model_zoo finds them after `pip install .`; a source checkout reads configs/ itself.
+    packages=find_packages(include=["mrcnn", "mrcnn.*"]) + ["mrcnn.model_zoo.configs"],
+    package_dir={"mrcnn.model_zoo.configs": "configs"},
+    package_data={"mrcnn.model_zoo.configs": ["*.yaml", "**/*.yaml"]},
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",

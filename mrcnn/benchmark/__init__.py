@@ -18,7 +18,7 @@ from .peak_memory import peak_memory_bytes
 from .profiling import profile_top_ops
 from .synthetic_inputs import natural_image, synthetic_training_batch, to_torchvision_training_inputs
 from .timing import matmul_gflops, summarize, synchronize, time_alternating
-from .tiny_config import tiny_config
+from .tiny_config import fpn_config, tiny_config
 from .torchvision_reference import calibrated_torchvision_maskrcnn, freeze_batchnorms
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "calibrated_torchvision_maskrcnn",
     "count_gflops",
     "detections_agreement",
+    "fpn_config",
     "freeze_batchnorms",
     "full_float32",
     "match_torchvision_settings",

@@ -1,13 +1,25 @@
-"""A Mask R-CNN config small enough for tests and quick checks on the CPU."""
+"""Small Mask R-CNN configs for tests and quick checks on the CPU."""
 
-from mrcnn.config import CfgNode, get_cfg
+from mrcnn.config import CfgNode, get_cfg, load_yaml_with_base
+from mrcnn.model_zoo import get_config_file
 
-__all__ = ["tiny_config"]
+__all__ = ["fpn_config", "tiny_config"]
+
+
+def fpn_config(mask_on: bool = True) -> CfgNode:
+    """The default config with the model keys of Base-RCNN-FPN.yaml: a ResNet-FPN Mask R-CNN
+    (Faster R-CNN with ``mask_on`` False). The defaults themselves describe detectron2's C4 model;
+    only MODEL.* is taken from the file, so data, solver and input settings stay the defaults."""
+    cfg = get_cfg()
+    model_keys = load_yaml_with_base(get_config_file("Base-RCNN-FPN.yaml"))["MODEL"]
+    cfg.merge_from_dict({"MODEL": model_keys}, source="Base-RCNN-FPN.yaml")
+    cfg.MODEL.MASK_ON = mask_on
+    return cfg
 
 
 def tiny_config(num_classes: int = 3, image_size: int = 64) -> CfgNode:
     """A small Mask R-CNN config (ResNet-18, narrow FPN and heads) for fast CPU tests."""
-    cfg = get_cfg()
+    cfg = fpn_config()
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.RESNETS.DEPTH = 18
     cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64

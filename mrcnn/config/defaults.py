@@ -1,7 +1,10 @@
 """Every configuration key the library reads, with its default and what it means.
 
-Key names follow detectron2 so that its yaml files and habits carry over. The tree is built with
-the small `CfgNode` dict below and turned into an omegaconf config by `get_cfg()`.
+Key names follow detectron2 so that its yaml files and habits carry over, and so do the MODEL.*
+defaults (MODEL.DEVICE aside): a zoo file leaves many keys unset and relies on them, e.g.
+Base-RCNN-C4.yaml on the C4 backbone, RPN and Res5ROIHeads that the defaults describe. FPN
+models set their keys in Base-RCNN-FPN.yaml. The tree is built with the small `CfgNode` dict
+below and turned into an omegaconf config by `get_cfg()`.
 """
 
 from .config import CfgNode as CN
@@ -14,9 +17,12 @@ _C.VERSION = 2  # config format version; detectron2 files say 2
 # ---------------------------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"  # name in META_ARCH_REGISTRY
-_C.MODEL.DEVICE = "cpu"  # "cpu", "cuda" or "cuda:N"; "auto" picks cuda when available
+# "cpu", "cuda" or "cuda:N"; "auto" picks cuda when available. detectron2 defaults to "cuda"; ours
+# is "cpu" so that a config runs on any machine (training on a GPU is one override away), since
+# "cuda" would fail on the many machines without one instead of running slower.
+_C.MODEL.DEVICE = "cpu"
 _C.MODEL.WEIGHTS = ""  # path/URL of weights to start from (fine-tuning), "" for random init
-_C.MODEL.MASK_ON = True  # predict masks (Mask R-CNN); False gives Faster R-CNN
+_C.MODEL.MASK_ON = False  # predict masks (Mask R-CNN); False gives Faster R-CNN
 _C.MODEL.LOAD_PROPOSALS = False  # precomputed proposals are not supported; must stay False
 _C.MODEL.KEYPOINT_ON = False  # keypoint heads are not supported; must stay False
 _C.MODEL.PLUGINS = []  # python modules imported before anything is built (plugin components)
@@ -29,32 +35,36 @@ _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 
 _C.MODEL.BACKBONE = CN()
-_C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"  # name in BACKBONE_REGISTRY
+# Name in BACKBONE_REGISTRY: "build_resnet_backbone" (C4, DC5) or "build_resnet_fpn_backbone".
+_C.MODEL.BACKBONE.NAME = "build_resnet_backbone"
 _C.MODEL.BACKBONE.FREEZE_AT = 2  # 0: train all; 1: freeze stem; 2: stem+res2; ...
 
 _C.MODEL.RESNETS = CN()
 _C.MODEL.RESNETS.DEPTH = 50  # 18, 34, 50 or 101
-_C.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # stages the backbone returns
+_C.MODEL.RESNETS.OUT_FEATURES = ["res4"]  # stages the backbone returns: res4 for C4, res2..res5 for FPN
 _C.MODEL.RESNETS.NUM_GROUPS = 1  # groups of the 3x3 conv (1 = plain ResNet)
 _C.MODEL.RESNETS.NORM = "FrozenBN"  # "", "BN", "SyncBN", "FrozenBN", "GN"
 _C.MODEL.RESNETS.WIDTH_PER_GROUP = 64  # bottleneck width of res2 per group
 _C.MODEL.RESNETS.STRIDE_IN_1X1 = True  # True: stride in the 1x1 conv (MSRA); False: in 3x3 (torchvision)
-_C.MODEL.RESNETS.RES5_DILATION = 1  # dilation of res5 (1 or 2); only 1 is supported with FPN
+_C.MODEL.RESNETS.RES5_DILATION = 1  # dilation of res5 (1 or 2); 2 keeps res5 at stride 16 (DC5)
 _C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # output channels of res2 (64 for a standard ResNet-18/34; less is narrower)
 _C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64  # output channels of the stem
-_C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]  # deformable conv: unsupported
-_C.MODEL.RESNETS.DEFORM_MODULATED = False  # deformable conv: unsupported
-_C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1  # deformable conv: unsupported
+# Deformable 3x3 convs in the bottleneck blocks of res2, res3, res4, res5 (ResNet-50 and deeper).
+_C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]
+_C.MODEL.RESNETS.DEFORM_MODULATED = False  # modulated (v2, with a mask) instead of plain (v1) deformable convs
+_C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1  # groups of channels that share one offset field
 
 _C.MODEL.FPN = CN()
-_C.MODEL.FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]  # backbone stages feeding the FPN
+_C.MODEL.FPN.IN_FEATURES = []  # backbone stages feeding the FPN, e.g. ["res2", "res3", "res4", "res5"]
 _C.MODEL.FPN.OUT_CHANNELS = 256  # channels of every pyramid level
 _C.MODEL.FPN.NORM = ""  # norm after FPN convs: "", "GN", "BN", ...
 _C.MODEL.FPN.FUSE_TYPE = "sum"  # "sum" or "avg" of lateral and top-down features
 
 _C.MODEL.ANCHOR_GENERATOR = CN()
 _C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"  # name in ANCHOR_GENERATOR_REGISTRY
-_C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]  # anchor sizes per level
+# Anchor sizes (sqrt of the area, input pixels), one list per level or one list for all levels:
+# five sizes on the one C4 level here; FPN configs give [[32], [64], [128], [256], [512]].
+_C.MODEL.ANCHOR_GENERATOR.SIZES = [[32, 64, 128, 256, 512]]
 _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]  # h/w ratios, per level or shared
 _C.MODEL.ANCHOR_GENERATOR.ANGLES = [[-90, 0, 90]]  # rotated anchors: unsupported (kept for d2 files)
 _C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0  # anchor centre offset in units of the stride (0 or 0.5)
@@ -66,7 +76,7 @@ _C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0  # unused by RPN (see MODEL.RPN.MIN_SIZ
 
 _C.MODEL.RPN = CN()
 _C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"  # name in RPN_HEAD_REGISTRY
-_C.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]  # feature maps the RPN reads
+_C.MODEL.RPN.IN_FEATURES = ["res4"]  # feature maps the RPN reads; ["p2", ..., "p6"] with FPN
 _C.MODEL.RPN.BOUNDARY_THRESH = -1  # drop anchors beyond the image by more than this; -1 keeps all
 _C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]  # anchor/gt IoU thresholds between labels
 _C.MODEL.RPN.IOU_LABELS = [0, -1, 1]  # labels for the intervals: negative, ignore, positive
@@ -77,18 +87,18 @@ _C.MODEL.RPN.BBOX_REG_LOSS_WEIGHT = 1.0  # weight of loss_rpn_loc
 _C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]  # (wx, wy, ww, wh) of the box transform
 _C.MODEL.RPN.SMOOTH_L1_BETA = 0.0  # smooth-L1 beta; 0 is L1
 _C.MODEL.RPN.LOSS_WEIGHT = 1.0  # weight of loss_rpn_cls
-_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000  # top proposals per level before NMS (training)
-_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000  # top proposals per level before NMS (inference)
-_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 1000  # proposals kept per image after NMS (training)
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 12000  # top proposals per level before NMS (training)
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 6000  # top proposals per level before NMS (inference)
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000  # proposals kept per image after NMS (training)
 _C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000  # proposals kept per image after NMS (inference)
 _C.MODEL.RPN.NMS_THRESH = 0.7  # NMS IoU threshold of proposals
 _C.MODEL.RPN.MIN_SIZE = 0.0  # drop proposals with a side below this (pixels of the input)
 _C.MODEL.RPN.CONV_DIMS = [-1]  # convs of the shared head; -1 keeps the input channels
 
 _C.MODEL.ROI_HEADS = CN()
-_C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"  # name in ROI_HEADS_REGISTRY
+_C.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"  # name in ROI_HEADS_REGISTRY: Res5ROIHeads (C4) or StandardROIHeads
 _C.MODEL.ROI_HEADS.NUM_CLASSES = 80  # foreground classes (background is extra, last index)
-_C.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]  # pyramid levels the RoI heads pool
+_C.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]  # feature maps the RoI heads pool; ["p2", ..., "p5"] with FPN
 _C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]  # proposal/gt IoU threshold for foreground
 _C.MODEL.ROI_HEADS.IOU_LABELS = [0, 1]  # background below, foreground above
 _C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512  # RoIs sampled per image for the head losses
@@ -99,7 +109,8 @@ _C.MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST = 0.0  # drop detections with a side below 
 _C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True  # add gt boxes to the proposals in training
 
 _C.MODEL.ROI_BOX_HEAD = CN()
-_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"  # name in ROI_BOX_HEAD_REGISTRY
+# Name in ROI_BOX_HEAD_REGISTRY, read by StandardROIHeads; Res5ROIHeads' box head is res5 itself.
+_C.MODEL.ROI_BOX_HEAD.NAME = ""
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"  # "smooth_l1" (on deltas), "giou", "diou", "ciou" (on boxes)
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0  # weight of loss_box_reg
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]  # (wx, wy, ww, wh)

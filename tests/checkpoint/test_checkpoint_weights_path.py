@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from mrcnn.benchmark import fpn_config
 from mrcnn.checkpoint import DetectionCheckpointer, weights_path
 from mrcnn.checkpoint.weights_path import WeightsDownloadError, resolve_weights_path, weights_url
 
@@ -119,7 +120,6 @@ def test_names_map_to_published_urls():
 def test_torchvision_scheme_uses_the_torch_hub_copy(tmp_path, monkeypatch):
     from torchvision.models import resnet18
 
-    from mrcnn.config import get_cfg
     from mrcnn.modeling import build_model
 
     torch.manual_seed(0)
@@ -133,7 +133,7 @@ def test_torchvision_scheme_uses_the_torch_hub_copy(tmp_path, monkeypatch):
     torch.save(reference.state_dict(), hub / "checkpoints" / "resnet18-f37072fd.pth")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
 
-    cfg = get_cfg()
+    cfg = fpn_config()
     cfg.merge_from_list(
         [
             "MODEL.RESNETS.DEPTH",

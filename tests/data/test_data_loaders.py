@@ -27,6 +27,7 @@ def shapes_cfg(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("loader_shapes"))
     register_shapes(NAME, root, num_train=8, num_val=5, image_size=96, seed=1)
     cfg = get_cfg()
+    cfg.MODEL.MASK_ON = True  # the loaders keep gt masks for Mask R-CNN
     cfg.DATASETS.TRAIN = (f"{NAME}_train",)
     cfg.DATASETS.TEST = (f"{NAME}_val",)
     cfg.INPUT.MIN_SIZE_TRAIN = (96, 112)

@@ -169,6 +169,7 @@ def test_training_skips_unreadable_images_with_bounded_retries(shapes_dicts, tmp
 def test_registry_and_from_config():
     assert MAPPER_REGISTRY.get("DatasetMapper") is DatasetMapper
     cfg = get_cfg()
+    cfg.MODEL.MASK_ON = True  # crops recompute boxes from the masks
     cfg.INPUT.MIN_SIZE_TRAIN = (100, 120)
     cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "range"
     cfg.INPUT.RANDOM_FLIP = "both"

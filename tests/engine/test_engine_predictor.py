@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.config import get_cfg
+from mrcnn.benchmark import fpn_config
 from mrcnn.engine.predictor import DefaultPredictor
 
 MIN_SIZE_TEST, MAX_SIZE_TEST = 64, 128
@@ -12,7 +12,7 @@ MIN_SIZE_TEST, MAX_SIZE_TEST = 64, 128
 
 def tiny_cfg(input_format: str = "BGR"):
     """A narrow ResNet-18 FPN Mask R-CNN that runs in a fraction of a second on 64-128 px images."""
-    cfg = get_cfg()
+    cfg = fpn_config()
     mean = [103.53, 116.28, 123.675]
     cfg.merge_from_list(
         [

@@ -19,6 +19,7 @@ from mrcnn.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBloc
 from mrcnn.modeling.meta_arch.rcnn import GeneralizedRCNN
 from mrcnn.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 from mrcnn.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
+from mrcnn.modeling.roi_heads.res5_roi_heads import Res5ROIHeads
 from mrcnn.modeling.roi_heads.roi_heads import StandardROIHeads
 from mrcnn.structures import ImageList, Instances
 
@@ -117,6 +118,26 @@ class FastCascadeROIHeads(CascadeROIHeads):
         return super().forward(images, features, proposals, targets)
 
 
+class FastRes5ROIHeads(Res5ROIHeads):
+    """The pooled feature map made NCHW once for both poolings (boxes, then detections), and on the
+    CPU the pooled RoIs channels-last, so that res5's oneDNN convs run without reordering them."""
+
+    def forward(self, images: ImageList, features: Dict[str, torch.Tensor], proposals: List[Instances], targets=None):
+        if fast_paths_active():
+            features = {
+                name: value.contiguous() if name in self.in_features else value for name, value in features.items()
+            }
+        return super().forward(images, features, proposals, targets)
+
+    def _shared_roi_transform(self, features: Dict[str, torch.Tensor], boxes: List) -> torch.Tensor:
+        if not fast_paths_active():
+            return super()._shared_roi_transform(features, boxes)
+        pooled = self.pooler([features[f] for f in self.in_features], boxes)
+        if pooled.device.type == "cpu":
+            pooled = pooled.contiguous(memory_format=torch.channels_last)
+        return self.res5(pooled)
+
+
 class FastMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """On the CPU channels-last RoI features, and the deconv with its ReLU as one kernel."""
 
@@ -158,6 +179,7 @@ FAST_CLASSES: Dict[type, type] = {
     GeneralizedRCNN: FastGeneralizedRCNN,
     StandardROIHeads: FastStandardROIHeads,
     CascadeROIHeads: FastCascadeROIHeads,
+    Res5ROIHeads: FastRes5ROIHeads,
     MaskRCNNConvUpsampleHead: FastMaskRCNNConvUpsampleHead,
     ROIAlign: FastROIAlign,
 }
