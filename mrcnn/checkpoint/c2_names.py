@@ -9,14 +9,18 @@ A name is a layer plus a parameter suffix. Batch norm in these files is already 
 affine ``_bn_s`` / ``_bn_b`` pair, so the matching running statistics are written as mean 0 and
 variance 1, which makes our frozen batch norm apply exactly that affine map (up to its eps).
 Detectron's class-specific outputs put background first; ours put it last (see `convert_c2_names`).
+
+The names give no hint of the model they are loaded into, so the ResNet is named as in a ResNet-FPN
+(``backbone.bottom_up.res4...``); `align_resnet_names` moves it where a model without FPN keeps it:
+``backbone.res4...`` (C4, DC5), and ``roi_heads.res5...`` for the res5 a C4 model runs per RoI.
 """
 
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["convert_c2_names", "is_c2_state_dict", "c2_name_to_mrcnn"]
+__all__ = ["align_resnet_names", "convert_c2_names", "is_c2_state_dict", "c2_name_to_mrcnn"]
 
 # Longest first: "_bn_b" must win over "_b".
 _PARAM_SUFFIXES: List[Tuple[str, str]] = [
@@ -130,3 +134,31 @@ def convert_c2_names(
     if log is not None and dropped:
         log(f"Caffe2 blobs without a counterpart (not loaded): {', '.join(sorted(dropped))}")
     return converted
+
+
+_BOTTOM_UP = "backbone.bottom_up."
+
+
+def align_resnet_names(
+    state_dict: Dict[str, Any], model_keys: Iterable[str], log: Optional[Callable[[str], None]] = None
+) -> Dict[str, Any]:
+    """``backbone.bottom_up.<name>`` -> ``backbone.<name>`` or ``roi_heads.<name>``, whichever
+    ``model_keys`` has, when the model has no ``backbone.bottom_up`` (a ResNet without FPN).
+
+    Other names and models with an FPN are left as they are. With ``log``, says how many moved.
+    """
+    model_keys = set(model_keys)
+    if any(key.startswith(_BOTTOM_UP) for key in model_keys) or not any(k.startswith(_BOTTOM_UP) for k in state_dict):
+        return state_dict
+    aligned, moved = {}, 0
+    for key, value in state_dict.items():
+        if key.startswith(_BOTTOM_UP):
+            rest = key[len(_BOTTOM_UP) :]
+            for candidate in ("backbone." + rest, "roi_heads." + rest):
+                if candidate in model_keys:
+                    key, moved = candidate, moved + 1
+                    break
+        aligned[key] = value
+    if log is not None and moved:
+        log(f"Placed {moved} ResNet tensors named for a ResNet-FPN into this model's backbone and RoI heads.")
+    return aligned

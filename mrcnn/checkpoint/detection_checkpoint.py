@@ -19,6 +19,7 @@ from torch import nn
 from mrcnn.utils import comm
 
 from .atomic_save import TEMP_SUFFIX, atomic_torch_save, atomic_write_text
+from .c2_names import align_resnet_names
 from .foreign_weights import SOURCE_KEY, convert_foreign_checkpoint, describe_loading
 from .weights_file import check_weights_match_model, read_weights_file
 from .weights_path import resolve_weights_path
@@ -135,6 +136,7 @@ class DetectionCheckpointer(Checkpointer):
             else:  # a bare state_dict, as torch.save(model.state_dict()) writes
                 loaded = {"model": loaded}
         if isinstance(loaded["model"], dict):
+            loaded["model"] = align_resnet_names(loaded["model"], self.model.state_dict().keys(), self.logger.info)
             check_weights_match_model(loaded["model"], self.model.state_dict().keys(), filename)
         return loaded
 

@@ -4,12 +4,16 @@ Our parameter names are detectron2's, so its files need no renaming; what differ
 
 * detectron2 ``.pth`` (what its trainer saves): ``{"model": tensors, "optimizer": ..., "iteration": ...}``
   -- used as is (only "model" is read when fine-tuning).
-* detectron2 model-zoo ``.pkl``: ``{"model": numpy arrays, "__author__": ...}`` -- used as is.
+* detectron2 model-zoo ``.pkl``: ``{"model": numpy arrays, "__author__": ...}`` -- used as is, but
+  for the anchor generator's ``cell_anchors``: detectron2 saved them as buffers when the zoo was
+  trained, and they are computed from MODEL.ANCHOR_GENERATOR (ours are not saved), so they are
+  dropped rather than reported as unused tensors.
 * Detectron (Caffe2) detection ``.pkl``: ``{"blobs": {caffe2 name: array}, ...}`` -- renamed.
 * MSRA / Caffe2 ImageNet ``.pkl``: ``{caffe2 name: array}`` -- renamed (backbone only).
 """
 
 import logging
+import re
 from typing import Any, Dict, Optional
 
 from .c2_names import convert_c2_names, is_c2_state_dict
@@ -17,6 +21,17 @@ from .c2_names import convert_c2_names, is_c2_state_dict
 __all__ = ["convert_detectron2_pickle", "is_detectron2_checkpoint"]
 
 logger = logging.getLogger(__name__)
+
+_CELL_ANCHORS = re.compile(r"(^|\.)anchor_generator\.cell_anchors\.\d+$")
+
+
+def _without_cell_anchors(model: Dict[str, Any]) -> Dict[str, Any]:
+    """The weights without the anchor generator's saved cell anchors (derived from the config)."""
+    anchors = [key for key in model if _CELL_ANCHORS.search(key)]
+    if not anchors:
+        return model
+    logger.info(f"Not loading {len(anchors)} cell-anchor tensors; anchors come from MODEL.ANCHOR_GENERATOR.")
+    return {key: value for key, value in model.items() if key not in anchors}
 
 
 def is_detectron2_checkpoint(checkpoint: Any) -> bool:
@@ -36,6 +51,8 @@ def convert_detectron2_pickle(data: Any, filename: str = "<pickle>") -> Dict[str
         author = data.get("__author__", "detectron2")
         if is_c2_state_dict(model):
             model, author = convert_c2_names(model, logger.info), f"{author} (Caffe2 names)"
+        else:
+            model = _without_cell_anchors(model)
         return {**{k: v for k, v in data.items() if k != "model"}, "model": model, "__author__": author}
     if isinstance(data.get("blobs"), dict):  # Detectron detection models
         extra = {k: v for k, v in data.items() if k != "blobs"}

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.benchmark import natural_image
+from mrcnn.benchmark import fpn_config, natural_image
 from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.checkpoint.c2_names import c2_name_to_mrcnn, convert_c2_names
-from mrcnn.config import get_cfg
 from mrcnn.layers import FrozenBatchNorm2d
 from mrcnn.modeling import build_model
 
@@ -22,7 +21,7 @@ EPS = 1e-5  # FrozenBatchNorm2d's
 
 def _tiny_r50_cfg():
     """A narrow ResNet-50-FPN Mask R-CNN: real bottleneck layout (Caffe2 names), small tensors."""
-    cfg = get_cfg()
+    cfg = fpn_config()
     cfg.merge_from_list(
         [
             "MODEL.DEVICE",
@@ -281,3 +280,33 @@ def test_caffe2_name_table():
     )
     assert np.array_equal(converted["backbone.bottom_up.res2.0.conv1.norm.running_var"], np.ones(4, np.float32))
     assert np.array_equal(converted["backbone.bottom_up.res2.0.conv1.norm.running_mean"], np.zeros(4, np.float32))
+
+
+def test_caffe2_imagenet_resnet_goes_where_a_c4_model_keeps_it(tmp_path, checkpoint_log):
+    from mrcnn.model_zoo import get_config
+
+    cfg = get_config("COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.yaml")
+    narrow = ["MODEL.WEIGHTS", "", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS", "32"]
+    cfg.merge_from_list(narrow + ["MODEL.RESNETS.WIDTH_PER_GROUP", "8", "MODEL.ROI_HEADS.NUM_CLASSES", "3"])
+    torch.manual_seed(0)
+    source = build_model(cfg).state_dict()
+    # the ResNet of a C4 model is backbone.res2..res4 plus roi_heads.res5; a Caffe2 ImageNet file
+    # names all four stages alike (res5_0_branch2a_w, ...)
+    resnet = {}
+    for key, value in source.items():
+        for prefix in ("backbone.", "roi_heads."):
+            if key.startswith(prefix) and (".res" in key or ".stem." in key):
+                resnet["backbone.bottom_up." + key[len(prefix) :]] = value
+    assert any(k.startswith("backbone.bottom_up.res5.2.") for k in resnet)
+    blobs = {k: v for k, v in _to_caffe2(resnet, fold_statistics=False).items() if not k.endswith("_momentum")}
+    with open(tmp_path / "R-50.pkl", "wb") as f:
+        pickle.dump(blobs, f, protocol=2)
+    torch.manual_seed(1)
+    target = build_model(cfg)
+    DetectionCheckpointer(target).load(str(tmp_path / "R-50.pkl"))
+    loaded = target.state_dict()
+    for key in ("backbone.stem.conv1.weight", "backbone.res4.5.conv3.weight", "roi_heads.res5.2.conv2.weight"):
+        assert torch.equal(loaded[key], source[key]), key
+    line, (count, total, _, skipped, missing, unused) = _summary(checkpoint_log)
+    assert unused == skipped == 0 and count == len([k for k in source if ".res" in k or ".stem." in k]), line
+    assert any("Placed" in m and "ResNet tensors" in m for m in checkpoint_log)
