@@ -9,6 +9,8 @@
   ``torchvision://<file>.pth`` for a file of download.pytorch.org/models. A copy already in
   torch's hub cache (``~/.cache/torch/hub/checkpoints``) is used without downloading.
 * ``detectron2://ImageNetPretrained/MSRA/R-50.pkl`` -- a file of detectron2's model zoo.
+* ``catalog://ImageNetPretrained/FAIR/R-50-GN`` -- an ImageNet backbone of the original Detectron,
+  by the catalog name detectron2's zoo configs use (GroupNorm, ResNeXt-152 IN5k, ...).
 
 The prefixes are iopath path handlers, so ``weights_path_manager().get_local_path(...)`` and
 ``open(...)`` understand them too. Without network access the error names the URL and says how
@@ -38,6 +40,18 @@ DETECTRON2_MODEL_ZOO_URL = "https://dl.fbaipublicfiles.com/detectron2/"
 TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
 TORCHVISION_PREFIX = "torchvision://"
 DETECTRON2_PREFIX = "detectron2://"
+CATALOG_PREFIX = "catalog://"
+DETECTRON_MODEL_ZOO_URL = "https://dl.fbaipublicfiles.com/detectron/"
+# catalog:// names of Detectron's Caffe2 ImageNet backbones -> their files under DETECTRON_MODEL_ZOO_URL
+_DETECTRON_IMAGENET_FILES = {
+    "ImageNetPretrained/MSRA/R-50": "ImageNetPretrained/MSRA/R-50.pkl",
+    "ImageNetPretrained/MSRA/R-101": "ImageNetPretrained/MSRA/R-101.pkl",
+    "ImageNetPretrained/FAIR/R-50-GN": "ImageNetPretrained/47261647/R-50-GN.pkl",
+    "ImageNetPretrained/FAIR/R-101-GN": "ImageNetPretrained/47592356/R-101-GN.pkl",
+    "ImageNetPretrained/FAIR/X-101-32x8d": "ImageNetPretrained/20171220/X-101-32x8d.pkl",
+    "ImageNetPretrained/FAIR/X-101-64x4d": "ImageNetPretrained/FBResNeXt/X-101-64x4d.pkl",
+    "ImageNetPretrained/FAIR/X-152-32x8d-IN5k": "ImageNetPretrained/25093814/X-152-32x8d-IN5k.pkl",
+}
 
 
 class WeightsDownloadError(OSError):
@@ -79,6 +93,11 @@ def weights_url(path: str) -> Optional[str]:
         return _torchvision_weights_url(path[len(TORCHVISION_PREFIX) :])
     if path.startswith(DETECTRON2_PREFIX):
         return DETECTRON2_MODEL_ZOO_URL + path[len(DETECTRON2_PREFIX) :].lstrip("/")
+    if path.startswith(CATALOG_PREFIX):
+        name = path[len(CATALOG_PREFIX) :].strip("/")
+        if name not in _DETECTRON_IMAGENET_FILES:
+            raise ValueError(f"Unknown catalog entry '{path}'; known: {sorted(_DETECTRON_IMAGENET_FILES)}.")
+        return DETECTRON_MODEL_ZOO_URL + _DETECTRON_IMAGENET_FILES[name]
     if path.startswith(("http://", "https://", "ftp://")):
         return path
     return None
@@ -124,13 +143,14 @@ def _torch_hub_copy(url: str) -> Optional[str]:
 
 
 def weights_path_manager() -> PathManager:
-    """A PathManager that understands http(s)://, torchvision:// and detectron2:// paths."""
+    """A PathManager that understands http(s)://, torchvision://, detectron2:// and catalog:// paths."""
     http = PathManager()
     http.register_handler(HTTPURLHandler())
     manager = PathManager()
     manager.register_handler(HTTPURLHandler())
     manager.register_handler(_RedirectHandler(TORCHVISION_PREFIX, http))
     manager.register_handler(_RedirectHandler(DETECTRON2_PREFIX, http))
+    manager.register_handler(_RedirectHandler(CATALOG_PREFIX, http))
     return manager
 
 

@@ -101,6 +101,28 @@ def test_detectron2_scheme_through_the_checkpointer(tmp_path, server, monkeypatc
     assert (tmp_path / "cache" / "ImageNetPretrained" / "tiny.pkl").is_file()
 
 
+def test_catalog_scheme_of_detectron2_zoo_configs(tmp_path, server, monkeypatch):
+    # the ImageNet backbones the GroupNorm and X-152 zoo configs name by catalog entry
+    detectron = "https://dl.fbaipublicfiles.com/detectron/ImageNetPretrained/"
+    assert weights_url("catalog://ImageNetPretrained/FAIR/R-50-GN") == detectron + "47261647/R-50-GN.pkl"
+    assert (
+        weights_url("catalog://ImageNetPretrained/FAIR/X-152-32x8d-IN5k") == detectron + "25093814/X-152-32x8d-IN5k.pkl"
+    )
+    with pytest.raises(ValueError, match="catalog://ImageNetPretrained/FAIR/R-50-BN"):
+        weights_url("catalog://ImageNetPretrained/FAIR/R-50-BN")
+    base, served, _, _ = server
+    (served / "ImageNetPretrained" / "47261647").mkdir(parents=True)
+    source = _Net()
+    with open(served / "ImageNetPretrained" / "47261647" / "R-50-GN.pkl", "wb") as f:
+        pickle.dump({"model": {k: v.numpy() for k, v in source.state_dict().items()}}, f)
+    monkeypatch.setattr(weights_path, "DETECTRON_MODEL_ZOO_URL", f"{base}/")
+    target = _Net()
+    DetectionCheckpointer(target).load(
+        resolve_weights_path("catalog://ImageNetPretrained/FAIR/R-50-GN", cache_dir=str(tmp_path / "cache"))
+    )
+    assert torch.equal(target.linear.weight, source.linear.weight)
+
+
 def test_names_map_to_published_urls():
     assert weights_url("detectron2://ImageNetPretrained/MSRA/R-50.pkl") == (
         "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA/R-50.pkl"
