@@ -1,9 +1,9 @@
-"""Backbones: the Backbone interface, ResNet, FPN and the registry plugins add to."""
+"""Backbones: the Backbone interface, ResNet (C4, DC5, ResNeXt, deformable), FPN and the registry plugins add to."""
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY, build_backbone
 from .fpn import FPN, LastLevelMaxPool, build_fpn, build_resnet_fpn_backbone
-from .resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet, build_resnet_backbone
+from .resnet import BasicBlock, BasicStem, BottleneckBlock, DeformBottleneckBlock, ResNet, build_resnet_backbone
 
 __all__ = [
     "Backbone",
@@ -17,5 +17,6 @@ __all__ = [
     "BasicStem",
     "BasicBlock",
     "BottleneckBlock",
+    "DeformBottleneckBlock",
     "build_resnet_backbone",
 ]
