@@ -1,5 +1,6 @@
 """Files written atomically get the umask's permissions, like the log files, not the temporary's 0600."""
 
+import logging
 import os
 import stat
 
@@ -27,6 +28,19 @@ def umask():
 
     yield set_mask
     os.umask(original)
+
+
+@pytest.fixture
+def restored_loggers():
+    """default_setup makes the library's loggers stop propagating (and adds handlers): undo that, so
+    that later tests' caplog still sees their records."""
+    loggers = [logging.getLogger(name) for name in ("mrcnn", "fvcore")]
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _mode(path) -> int:
@@ -64,7 +78,7 @@ class _NoModel(nn.Module):
         return [{} for _ in inputs]
 
 
-def test_config_yaml_and_eval_results_like_the_log(tmp_path, umask):
+def test_config_yaml_and_eval_results_like_the_log(tmp_path, umask, restored_loggers):
     """The trainer's own writers: config.yaml (default_setup), eval_results.json (test) and log.txt."""
     umask(0o027)
     image = tmp_path / "one.png"
