@@ -1,7 +1,8 @@
 """Dataset loaders and registration; importing this registers the built-in datasets."""
+
+from . import builtin  # noqa: F401  (registers coco_2017_*, coco2017_seed_*, shapes_*)
 from .coco import CocoFormatError, load_coco_json, register_coco_instances
 from .synthetic_shapes import SHAPES_CLASSES, ensure_shapes_dataset, generate_shapes_dataset, register_shapes
-from . import builtin  # noqa: F401  (registers coco_2017_*, coco2017_seed_*, shapes_*)
 
 __all__ = [
     "CocoFormatError",

@@ -8,6 +8,7 @@ Paths are relative to ``$MRCNN_DATASETS`` (default ``./datasets``):
   ``coco2017/annotations/{train,val}_annotations.json``.
 - ``shapes_{train,val}``: ``shapes/``, generated on first use (see `synthetic_shapes.py`).
 """
+
 import colorsys
 import os
 from typing import Any, Dict, List
@@ -18,6 +19,7 @@ from .synthetic_shapes import register_shapes
 __all__ = ["COCO_CATEGORIES", "coco_instances_metadata", "register_all_builtin"]
 
 # (COCO category id, name): the 80 "thing" categories of COCO 2017; ids have gaps
+# fmt: off
 COCO_CATEGORIES = [
     (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"), (7, "train"),
     (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"), (13, "stop sign"),
@@ -34,6 +36,7 @@ COCO_CATEGORIES = [
     (82, "refrigerator"), (84, "book"), (85, "clock"), (86, "vase"), (87, "scissors"), (88, "teddy bear"),
     (89, "hair drier"), (90, "toothbrush"),
 ]
+# fmt: on
 
 
 def _distinct_colors(count: int) -> List[List[int]]:
@@ -66,8 +69,9 @@ _COCO_SPLITS = {
 def register_all_builtin(root: str) -> None:
     """Register the built-in datasets with paths under ``root``."""
     for name, (image_dir, json_file) in _COCO_SPLITS.items():
-        register_coco_instances(name, coco_instances_metadata(), os.path.join(root, json_file),
-                                os.path.join(root, image_dir))
+        register_coco_instances(
+            name, coco_instances_metadata(), os.path.join(root, json_file), os.path.join(root, image_dir)
+        )
     register_shapes("shapes", os.path.join(root, "shapes"))
 
 

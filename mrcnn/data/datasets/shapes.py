@@ -3,6 +3,7 @@
 The generator itself lives in `synthetic_shapes.py` (kept apart so that running this module does
 not import it twice); its public names are re-exported here.
 """
+
 import argparse
 import logging
 from typing import List, Optional

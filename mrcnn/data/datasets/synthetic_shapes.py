@@ -14,7 +14,7 @@ and area its pixel count. Output is deterministic given the seed.
 Layout: ``{root}/train/*.png``, ``{root}/val/*.png``, ``{root}/annotations/instances_{train,val}.json``.
 Command line: ``python -m mrcnn.data.datasets.shapes --output datasets/shapes`` (see shapes.py).
 """
-import argparse
+
 import contextlib
 import json
 import logging
@@ -72,8 +72,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     coarse = rng.uniform(-1, 1, size=(4, 4, 3))
     # upsample a tiny random grid for low-frequency texture
     smooth = np.stack(
-        [np.asarray(Image.fromarray(coarse[..., c].astype(np.float32)).resize((size, size), Image.BILINEAR))
-         for c in range(3)],
+        [
+            np.asarray(Image.fromarray(coarse[..., c].astype(np.float32)).resize((size, size), Image.BILINEAR))
+            for c in range(3)
+        ],
         axis=-1,
     )
     stripes = np.sin(np.arange(size) * rng.uniform(0.2, 0.8) + rng.uniform(0, 2 * math.pi))
@@ -113,8 +115,14 @@ def render_shapes_sample(
         if full_mask.sum() < 10:
             continue
         color = _distinct_color(rng, image.mean(axis=(0, 1)))
-        candidates.append({"category_id": category_index + 1, "full_mask": full_mask,
-                           "polygon": polygon.reshape(-1).tolist(), "color": color})
+        candidates.append(
+            {
+                "category_id": category_index + 1,
+                "full_mask": full_mask,
+                "polygon": polygon.reshape(-1).tolist(),
+                "color": color,
+            }
+        )
 
     # drop the least visible shape until each kept one shows at least a fifth of itself
     while candidates:
@@ -130,8 +138,14 @@ def render_shapes_sample(
     for candidate, mask in zip(candidates, visible):
         shading = rng.normal(0, 5, size=(size, size, 1))
         image = np.where(candidate["full_mask"][..., None], candidate["color"] + shading, image)
-        instances.append({"category_id": candidate["category_id"], "mask": mask,
-                          "full_mask": candidate["full_mask"], "polygon": candidate["polygon"]})
+        instances.append(
+            {
+                "category_id": candidate["category_id"],
+                "mask": mask,
+                "full_mask": candidate["full_mask"],
+                "polygon": candidate["polygon"],
+            }
+        )
     return np.clip(np.round(image), 0, 255).astype(np.uint8), instances
 
 
@@ -155,8 +169,15 @@ def _annotation(instance: Dict[str, Any], image_id: int, ann_id: int) -> Dict[st
     else:
         rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
         segmentation = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-    return {"id": ann_id, "image_id": image_id, "category_id": instance["category_id"], "bbox": bbox,
-            "area": int(mask.sum()), "iscrowd": 0, "segmentation": segmentation}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": instance["category_id"],
+        "bbox": bbox,
+        "area": int(mask.sum()),
+        "iscrowd": 0,
+        "segmentation": segmentation,
+    }
 
 
 def shapes_json_path(root: str, split: str) -> str:
@@ -178,8 +199,14 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
         for instance in instances:
             annotations.append(_annotation(instance, image_id, len(annotations) + 1))
     data = {
-        "info": {"description": "mrcnn synthetic shapes", "split": split, "num_images": num_images,
-                 "image_size": image_size, "seed": seed, "max_instances": max_instances},
+        "info": {
+            "description": "mrcnn synthetic shapes",
+            "split": split,
+            "num_images": num_images,
+            "image_size": image_size,
+            "seed": seed,
+            "max_instances": max_instances,
+        },
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -193,7 +220,11 @@ def _generate_split(root: str, split: str, num_images: int, image_size: int, see
 
 
 def generate_shapes_dataset(
-    output: str, num_train: int = 1000, num_val: int = 100, image_size: int = 128, seed: int = 0,
+    output: str,
+    num_train: int = 1000,
+    num_val: int = 100,
+    image_size: int = 128,
+    seed: int = 0,
     max_instances: int = 5,
 ) -> None:
     """Write the train and val splits under ``output`` (overwriting files of the same names)."""
@@ -221,7 +252,11 @@ def _file_lock(path: str):
 
 
 def ensure_shapes_dataset(
-    root: str, num_train: int = 1000, num_val: int = 100, image_size: int = 128, seed: int = 0,
+    root: str,
+    num_train: int = 1000,
+    num_val: int = 100,
+    image_size: int = 128,
+    seed: int = 0,
     max_instances: int = 5,
 ) -> None:
     """Generate the dataset under ``root`` unless both jsons exist; safe for concurrent processes."""
@@ -243,13 +278,20 @@ def _check_parameters(json_file: str, expected: Dict[str, int]) -> None:
     differing = {k: (info.get(k), v) for k, v in expected.items() if info.get(k) != v}
     if differing:
         details = ", ".join(f"{k}: on disk {old}, requested {new}" for k, (old, new) in differing.items())
-        logger.warning(f"{json_file} was generated with other parameters ({details}); "
-                       "using it as is. Delete the folder to regenerate.")
+        logger.warning(
+            f"{json_file} was generated with other parameters ({details}); "
+            "using it as is. Delete the folder to regenerate."
+        )
 
 
 def register_shapes(
-    name_prefix: str = "shapes", root: Optional[str] = None, num_train: int = 1000, num_val: int = 100,
-    image_size: int = 128, seed: int = 0, max_instances: int = 5,
+    name_prefix: str = "shapes",
+    root: Optional[str] = None,
+    num_train: int = 1000,
+    num_val: int = 100,
+    image_size: int = 128,
+    seed: int = 0,
+    max_instances: int = 5,
 ) -> None:
     """Register ``{name_prefix}_train`` and ``{name_prefix}_val``, generated under ``root`` on first use."""
     if root is None:
