@@ -69,19 +69,22 @@ def run_model(model: nn.Module, image: torch.Tensor, dtype: torch.dtype):
 
 
 def shared_detections(ours: Instances, reference: Instances, box_tol: float = 0.01, score_tol: float = 1e-4):
-    """Indices of ``ours`` that have a partner in ``reference``: same class, box and score within tolerance."""
+    """Indices of ``ours`` that have a partner in ``reference`` (same class, box and score within
+    tolerance), the partners' indices, and the largest box and score differences over the pairs."""
     box_diff = (ours.pred_boxes.tensor.double()[:, None] - reference.pred_boxes.tensor.double()[None]).abs().amax(2)
     score_diff = (ours.scores.double()[:, None] - reference.scores.double()[None]).abs()
     same_class = ours.pred_classes[:, None] == reference.pred_classes[None]
     match = same_class & (box_diff <= box_tol) & (score_diff <= score_tol)
-    taken, shared = set(), []
+    taken, shared, largest = set(), [], {"box": 0.0, "score": 0.0}
     for index in range(len(ours)):
         for partner in match[index].nonzero().flatten().tolist():
             if partner not in taken:
                 taken.add(partner)
                 shared.append(index)
+                largest["box"] = max(largest["box"], float(box_diff[index, partner]))
+                largest["score"] = max(largest["score"], float(score_diff[index, partner]))
                 break
-    return shared, taken
+    return shared, taken, largest
 
 
 def explain(ours: Instances, reference: Instances, shared: List[int], taken: set) -> List[Dict[str, Any]]:
@@ -145,14 +148,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     report: Dict[str, Any] = {"config": args.config_file, "image": [args.height, args.width]}
     reference = detections["float64"]
     for name in ("fast", "plain"):
-        shared, taken = shared_detections(detections[name], reference)
+        shared, taken, largest = shared_detections(detections[name], reference)
         report[name] = {
             "detections": len(detections[name]),
             "shared_with_float64": len(shared),
+            "largest_shared_box_difference_px": largest["box"],
+            "largest_shared_score_difference": largest["score"],
             "feature_error_vs_float64": relative_feature_error(features[name], features["float64"]),
             "not_shared": explain(detections[name], reference, shared, taken),
         }
-    shared, _ = shared_detections(detections["fast"], detections["plain"])
+    shared, _, _ = shared_detections(detections["fast"], detections["plain"])
     report["fast_vs_plain_shared"] = len(shared)
     report["float64_detections"] = len(reference)
     print(json.dumps(report, indent=1))
