@@ -9,6 +9,12 @@ a `SystemExit` with status `EXIT_CODE_INTERRUPTED` (75, ``EX_TEMPFAIL`` of sysex
 again later"), so the process ends with that status unless its caller catches it. ``--resume``
 continues from the checkpoint exactly as from a periodic one.
 
+While the loop runs, the processes of the training data loader ignore both signals
+(`leave_stop_signals_to_trainer`): a signal sent to a whole process group (Ctrl-C in a terminal;
+SLURM signals every process of a job step) would otherwise kill them under the iteration in
+flight, and the trainer would fail on their death instead of saving. Outside the loop (e.g. when
+the trainer's process exits and terminates them) the signals act on them as before.
+
 A repeated signal during the stop is logged and ignored: schedulers, terminals and launchers often
 deliver the same signal twice (to the whole process group, and forwarded by a parent), and the
 checkpoint must not be cut short. SIGKILL still ends a process at once. A signal whose handler was
@@ -16,15 +22,24 @@ SIG_IGN when training started (e.g. SIGINT of a job started in the background) s
 """
 
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 from types import FrameType
-from typing import Dict, Optional
+from typing import Any, Callable, Dict, Optional
+
+import torch
 
 from mrcnn.utils import comm
 
-__all__ = ["EXIT_CODE_INTERRUPTED", "STOP_SIGNALS", "StopSignals", "TrainingInterrupted"]
+__all__ = [
+    "EXIT_CODE_INTERRUPTED",
+    "STOP_SIGNALS",
+    "StopSignals",
+    "TrainingInterrupted",
+    "leave_stop_signals_to_trainer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +89,11 @@ class StopSignals:
                 continue
             self._previous[signum] = previous
             signal.signal(signum, self._record)
+        _loop_running().value = 1
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        _loop_running().value = 0
         for signum, previous in self._previous.items():
             # None means the handler was not installed from Python; the default is the best guess.
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
@@ -102,3 +119,48 @@ class StopSignals:
         """
         signum = comm.max_over_ranks(self.received or 0)
         return signal.Signals(signum).name if signum else None
+
+
+_LOOP_RUNNING: Optional[Any] = None
+
+
+def _loop_running() -> Any:
+    """A byte in shared memory, 1 while `StopSignals` handles the signals of the training process."""
+    global _LOOP_RUNNING
+    if _LOOP_RUNNING is None:
+        _LOOP_RUNNING = multiprocessing.RawValue("b", 0)
+    return _LOOP_RUNNING
+
+
+class _LoaderWorkerSignals:
+    """A data loader ``worker_init_fn``: SIGTERM and SIGINT are ignored while the training loop
+    runs, and act as by default otherwise; then ``worker_init_fn`` runs."""
+
+    def __init__(self, worker_init_fn: Optional[Callable[[int], Any]], loop_running: Any):
+        self.worker_init_fn = worker_init_fn
+        self.loop_running = loop_running
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, self._handle)
+        if self.worker_init_fn is not None:
+            self.worker_init_fn(worker_id)
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.loop_running.value:
+            return  # the trainer stops after the iteration in flight and then shuts this process down
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def leave_stop_signals_to_trainer(data_loader: Any) -> None:
+    """Make the worker processes that ``data_loader`` starts from now on ignore SIGTERM and SIGINT
+    while a training loop runs (see the module's docstring).
+
+    Only torch DataLoaders with worker processes change; other iterables are left as they are.
+    """
+    if not isinstance(data_loader, torch.utils.data.DataLoader) or data_loader.num_workers == 0:
+        return
+    if not isinstance(data_loader.worker_init_fn, _LoaderWorkerSignals):
+        data_loader.worker_init_fn = _LoaderWorkerSignals(data_loader.worker_init_fn, _loop_running())

@@ -28,7 +28,7 @@ from mrcnn.utils import comm
 from mrcnn.utils.env import restore_rng_states
 from mrcnn.utils.events import EventStorage, get_event_storage
 
-from .preemption import StopSignals, TrainingInterrupted
+from .preemption import StopSignals, TrainingInterrupted, leave_stop_signals_to_trainer
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "AMPTrainer"]
 
@@ -131,8 +131,8 @@ class TrainerBase:
         self._stop_reason = None
         self.stopped_by = None
         self.stop_checkpoint = None
-        # Handlers first: data loader processes forked below inherit them and so ignore the signals
-        # (a signal sent to the whole process group must not kill them under the iteration in flight).
+        # Handlers first, so that data loader processes forked during training do not die of
+        # SIGINT (the training loader's ignore both signals, see _start_data_iterator).
         with EventStorage(start_iter) as self.storage, StopSignals() as stop_signals:
             try:
                 self.before_train()
@@ -250,6 +250,9 @@ class SimpleTrainer(TrainerBase):
         return self._data_loader_iter_obj
 
     def _start_data_iterator(self) -> None:
+        # A stop signal to the whole process group must not kill the loader's processes under the
+        # iteration in flight: the trainer stops and shuts them down.
+        leave_stop_signals_to_trainer(self.data_loader)
         self._data_loader_iter  # noqa: B018 (creating the iterator may draw random numbers)
 
     def run_step(self) -> None:

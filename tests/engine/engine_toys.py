@@ -129,14 +129,18 @@ def toy_dataset(size: int = 32, seed: int = 0) -> List[dict]:
     return items
 
 
-def toy_loader(batch_size: int = 4, seed: int = 0):
+def toy_loader(batch_size: int = 4, seed: int = 0, num_workers: int = 0):
     """An endless loader built like the detection train loader (sampler + batching dataset)."""
     from mrcnn.data import build_batch_data_loader
     from mrcnn.data.samplers import TrainingSampler
 
     dataset = toy_dataset()
     return build_batch_data_loader(
-        dataset, TrainingSampler(len(dataset), seed=seed), batch_size, aspect_ratio_grouping=False, num_workers=0
+        dataset,
+        TrainingSampler(len(dataset), seed=seed),
+        batch_size,
+        aspect_ratio_grouping=False,
+        num_workers=num_workers,
     )
 
 

@@ -2,14 +2,16 @@
 raises TrainingInterrupted (exit status 75), and --resume continues exactly as an uninterrupted run."""
 
 import logging
+import multiprocessing
 import os
 import signal
 
 import pytest
 import torch
-from engine_toys import SignalAtIteration, ToyTrainer, ddp_signalled_rank_worker, toy_cfg
+from engine_toys import SignalAtIteration, ToyTrainer, ddp_signalled_rank_worker, toy_cfg, toy_loader
 
-from mrcnn.engine import EXIT_CODE_INTERRUPTED, TrainingInterrupted, launch
+from mrcnn.engine import EXIT_CODE_INTERRUPTED, HookBase, TrainingInterrupted, launch
+from mrcnn.engine.preemption import _loop_running
 from mrcnn.utils.env import seed_all_rng
 
 
@@ -75,6 +77,33 @@ def test_signal_stops_after_the_iteration_in_flight_and_resume_is_exact(tmp_path
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert {**_lrs(stopped), **_lrs(resumed)} == _lrs(straight)
+
+
+def test_data_loader_processes_survive_a_signal_to_the_whole_process_group(tmp_path):
+    # SLURM and a terminal's Ctrl-C signal every process of the job: the loader's too.
+    class TwoLoaderProcessesTrainer(ToyTrainer):
+        @classmethod
+        def build_train_loader(cls, cfg):
+            return toy_loader(batch_size=cfg.SOLVER.IMS_PER_BATCH, seed=cfg.SEED, num_workers=2)
+
+    class SignalEveryProcess(HookBase):
+        loader_processes = []
+
+        def after_backward(self):
+            if self.trainer.iter == 3:
+                self.loader_processes = [p for p in multiprocessing.active_children() if p.pid not in before]
+                for pid in [p.pid for p in self.loader_processes] + [os.getpid()]:
+                    os.kill(pid, signal.SIGTERM)
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    trainer = TwoLoaderProcessesTrainer(toy_cfg(tmp_path))
+    signaller = SignalEveryProcess()
+    trainer.register_hooks([signaller])
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        trainer.train()  # without the loader ignoring it: "DataLoader worker ... killed by signal"
+    assert interrupted.value.iteration == 3 and interrupted.value.checkpoint == str(tmp_path / "model_0000003.pth")
+    assert len(signaller.loader_processes) == 2 and all(p.is_alive() for p in signaller.loader_processes)
+    assert _loop_running().value == 0  # from now on the signals end them again (as at the process's exit)
 
 
 def test_a_signal_ignored_before_training_stays_ignored(tmp_path):
