@@ -76,6 +76,7 @@ class StopSignals:
         self.received: Optional[int] = None
         self._previous: Dict[int, object] = {}
         self._pid = os.getpid()
+        self._counted = False
 
     def __enter__(self) -> "StopSignals":
         self.received = None
@@ -89,11 +90,14 @@ class StopSignals:
                 continue
             self._previous[signum] = previous
             signal.signal(signum, self._record)
-        _loop_running().value = 1
+        self._counted = True
+        _loop_running().value += 1
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        _loop_running().value = 0
+        if self._counted:
+            _loop_running().value -= 1
+            self._counted = False
         for signum, previous in self._previous.items():
             # None means the handler was not installed from Python; the default is the best guess.
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
@@ -125,10 +129,10 @@ _LOOP_RUNNING: Optional[Any] = None
 
 
 def _loop_running() -> Any:
-    """A byte in shared memory, 1 while `StopSignals` handles the signals of the training process."""
+    """A count in shared memory of the `StopSignals` blocks handling the training process's signals."""
     global _LOOP_RUNNING
     if _LOOP_RUNNING is None:
-        _LOOP_RUNNING = multiprocessing.RawValue("b", 0)
+        _LOOP_RUNNING = multiprocessing.RawValue("i", 0)
     return _LOOP_RUNNING
 
 

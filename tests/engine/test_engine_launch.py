@@ -213,9 +213,10 @@ def test_workers_stop_when_the_launching_process_is_killed(tiny_shapes, tmp_path
         if launcher.poll() is None:
             launcher.kill()
         launcher.stderr.close()
-    # They noticed, and stopped as on SIGTERM: after the same iteration, with a checkpoint of it.
+    # They noticed (the first to notice may stop both), and stopped as on SIGTERM: after the same
+    # iteration, with a checkpoint of it.
     logs = [(output / name).read_text() for name in ("log.txt", "log.txt.rank1")]
-    assert all(f"The launching process {launcher.pid} is gone" in log for log in logs)
+    assert any(f"The launching process {launcher.pid} is gone" in log for log in logs)
     tagged = (output / "last_checkpoint").read_text()
     iteration = torch.load(output / tagged, weights_only=True)["iteration"]
     stopped = f"Training stopped by SIGTERM after iteration {iteration}; checkpoint {output / tagged}"
