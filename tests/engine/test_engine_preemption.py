@@ -34,17 +34,25 @@ def _lrs(trainer):
     return {it: value for value, it in trainer.storage.history("lr").values()}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Final weights and learning rates of the toy run that no signal stops."""
+    seed_all_rng(0)
+    straight = ToyTrainer(toy_cfg(tmp_path_factory.mktemp("uninterrupted")))
+    straight.resume_or_load(resume=False)
+    straight.train()
+    return {key: value.clone() for key, value in straight.model.state_dict().items()}, _lrs(straight)
+
+
 @pytest.mark.parametrize(
     "signum, stop_at, times",
     [(signal.SIGTERM, 7, 1), (signal.SIGINT, 7, 2), (signal.SIGTERM, 9, 1)],
     ids=["sigterm", "sigint-twice", "sigterm-at-periodic-checkpoint"],
 )
-def test_signal_stops_after_the_iteration_in_flight_and_resume_is_exact(tmp_path, signum, stop_at, times):
-    seed_all_rng(0)
-    straight = ToyTrainer(toy_cfg(tmp_path / "straight"))
-    straight.resume_or_load(resume=False)
-    straight.train()
-
+def test_signal_stops_after_the_iteration_in_flight_and_resume_is_exact(
+    tmp_path, uninterrupted, signum, stop_at, times
+):
+    final_weights, final_lrs = uninterrupted
     output = tmp_path / "stopped"
     handler_before = signal.getsignal(signum)
     seed_all_rng(0)
@@ -74,9 +82,9 @@ def test_signal_stops_after_the_iteration_in_flight_and_resume_is_exact(tmp_path
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == stop_at + 1
     resumed.train()
-    for key, value in straight.model.state_dict().items():
+    for key, value in final_weights.items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
-    assert {**_lrs(stopped), **_lrs(resumed)} == _lrs(straight)
+    assert {**_lrs(stopped), **_lrs(resumed)} == final_lrs
 
 
 def test_data_loader_processes_survive_a_signal_to_the_whole_process_group(tmp_path):
