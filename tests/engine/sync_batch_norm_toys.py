@@ -1,7 +1,6 @@
-"""A toy conv + BatchNorm network trained on parts of one fixed batch, for the SyncBatchNorm tests
-(imported by them and by the processes they spawn; not a test file)."""
+"""A toy conv + BatchNorm network trained on parts of one fixed batch, for the SyncBatchNorm test
+(imported by it and by the processes it spawns; not a test file)."""
 
-import os
 from typing import Callable, Dict, List, Sequence
 
 import torch
@@ -59,8 +58,9 @@ def single_process_reference(split: Sequence[int]) -> Dict:
     return result
 
 
-def sync_bn_worker(output_dir: str) -> None:
-    """Each rank trains the toy network with SyncBatchNorm under DDP on its part of the batch."""
+def toy_sync_bn_runs() -> Dict:
+    """In a process group: this rank trains the toy network with SyncBatchNorm under DDP on its
+    part of the batch, for each split; {split: train_steps result}."""
     from mrcnn.engine import create_ddp_model
     from mrcnn.engine.defaults import _NO_FORWARD_BUFFER_SYNC
     from mrcnn.layers import SyncBatchNorm
@@ -79,4 +79,4 @@ def sync_bn_worker(output_dir: str) -> None:
         # DDP averages the gradients over the ranks: scaling by the world size makes the summed
         # per-rank losses the single-process loss of the whole batch.
         results[split] = train_steps(model, network, part, loss_scale=float(world_size))
-    torch.save(results, os.path.join(output_dir, f"rank{rank}.pt"))
+    return results
