@@ -2,7 +2,6 @@
 ``detectron2`` replaced by ``mrcnn``, to the library's own objects (aliases, not copies)."""
 
 import importlib
-import os
 
 import pytest
 
@@ -11,6 +10,10 @@ import pytest
 # components and scripts usually import.
 DETECTRON2_IMPORTS = [
     ("utils.logger", "setup_logger"),
+    ("model_zoo", "get_config_file"),
+    ("model_zoo", "get_checkpoint_url"),
+    ("model_zoo", "get_config"),
+    ("model_zoo", "get"),
     ("engine", "DefaultPredictor"),
     ("config", "get_cfg"),
     ("utils.visualizer", "Visualizer"),
@@ -71,12 +74,6 @@ DETECTRON2_IMPORTS = [
     ("structures", "Boxes"),
     ("structures", "Instances"),
 ]
-# mrcnn.model_zoo (get_config_file, get_checkpoint_url, get_config, get) joins this list once that
-# package is in the tree; until then it is left out here.
-if os.path.isdir(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mrcnn", "model_zoo")):
-    DETECTRON2_IMPORTS += [
-        ("model_zoo", name) for name in ("get_config_file", "get_checkpoint_url", "get_config", "get")
-    ]
 
 
 @pytest.mark.parametrize("module, name", DETECTRON2_IMPORTS, ids=[f"{m}.{n}" for m, n in DETECTRON2_IMPORTS])
