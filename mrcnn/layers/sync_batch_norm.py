@@ -88,7 +88,7 @@ def all_reduce_with_grad(tensor: torch.Tensor, group: Optional[dist.ProcessGroup
 def _torch_kernels_run_on(device: torch.device) -> bool:
     if _TORCH_SYNC_BATCH_NORM is None:
         return False
-    return device.type in _TORCH_SYNC_DEVICE_TYPES or device.type == torch._C._get_privateuse1_backend_name()
+    return device.type in _TORCH_SYNC_DEVICE_TYPES
 
 
 class SyncBatchNorm(nn.BatchNorm2d):
