@@ -59,6 +59,24 @@ def check_exportable(model: nn.Module) -> None:
         raise ValueError("This model cannot be exported: " + "; ".join(problems) + ".")
 
 
+def _tie_free_scores(scores: Tensor) -> Tensor:
+    """Float32 (K,) scores ordered as (score descending, position ascending), with no two equal.
+
+    The eager model's NMS and top-k keep equal scores in candidate order (stable sorts). ONNX
+    Runtime's NonMaxSuppression and TopK break ties arbitrarily, and a model whose scores saturate
+    (hundreds of probabilities of exactly 1.0) would then keep another set of boxes. So NMS and the
+    ordering below run on K - rank instead, the rank taken in float64 over score * (1 - position *
+    2**-45): a relative nudge below half a float32 step (for K < 2**20), so it orders equal scores
+    by position and never reorders distinct ones.
+    """
+    count = torch._shape_as_tensor(scores)[0]
+    positions = torch.arange(count, device=scores.device).to(torch.float64)
+    wide = scores.to(torch.float64)
+    key = wide - wide.abs() * positions * 2.0**-45
+    rank = torch.argsort(torch.argsort(key, descending=True))
+    return (count - rank).to(torch.float32)
+
+
 def _order_by_image_then_score(scores: Tensor, batch_indices: Tensor, num_images: Tensor, max_per_image: int) -> Tensor:
     """Indices that sort detections by image, then by decreasing score, keeping ``max_per_image`` per image.
 
@@ -135,8 +153,11 @@ class ExportableMaskRCNN(nn.Module):
         shape = torch._shape_as_tensor(images)
         num_images, height, width = shape[0], shape[1], shape[2]
         normalized, new_height, new_width = self.preprocess(images)
+        padded = torch._shape_as_tensor(normalized)
         features = self.model.backbone(normalized)
-        proposals, proposal_images = self._proposals(features, num_images, new_height, new_width)
+        proposals, proposal_images = self._proposals(
+            features, num_images, new_height, new_width, (padded[2], padded[3])
+        )
         boxes, scores, classes, batch_indices = self._detections(
             features, proposals, proposal_images, num_images, new_height, new_width
         )
@@ -161,14 +182,20 @@ class ExportableMaskRCNN(nn.Module):
         outputs.append(batch_indices)
         return tuple(outputs)
 
-    def _anchors(self, level_features: List[Tensor]) -> List[Tensor]:
-        """Per level, (Hi*Wi*A, 4) anchors for the feature map's (dynamic) size."""
+    def _anchors(self, level_features: List[Tensor], padded_size: Tuple[Tensor, Tensor]) -> List[Tensor]:
+        """Per level, (Hi*Wi*A, 4) anchors for the feature map's (dynamic) size (DefaultAnchorGenerator)."""
         generator = self.model.proposal_generator.anchor_generator
+        from_image_size = getattr(generator, "strides_from_image_size", False)
         anchors = []
         for feature, stride, cell_anchors in zip(level_features, generator.strides, generator.cell_anchors):
             size = torch._shape_as_tensor(feature)
-            shifts_x = (torch.arange(size[3], device=feature.device).to(torch.float32) + generator.offset) * stride
-            shifts_y = (torch.arange(size[2], device=feature.device).to(torch.float32) + generator.offset) * stride
+            if from_image_size:  # padded image side // feature map side, per side (torchvision)
+                stride_y = torch.div(padded_size[0], size[2], rounding_mode="floor").to(torch.float32)
+                stride_x = torch.div(padded_size[1], size[3], rounding_mode="floor").to(torch.float32)
+            else:
+                stride_y = stride_x = float(stride)
+            shifts_x = (torch.arange(size[3], device=feature.device).to(torch.float32) + generator.offset) * stride_x
+            shifts_y = (torch.arange(size[2], device=feature.device).to(torch.float32) + generator.offset) * stride_y
             shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
             shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
             shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
@@ -176,12 +203,17 @@ class ExportableMaskRCNN(nn.Module):
         return anchors
 
     def _proposals(
-        self, features: Dict[str, Tensor], num_images: Tensor, height: Tensor, width: Tensor
+        self,
+        features: Dict[str, Tensor],
+        num_images: Tensor,
+        height: Tensor,
+        width: Tensor,
+        padded_size: Tuple[Tensor, Tensor],
     ) -> Tuple[Tensor, Tensor]:
         """RPN proposals (M, 4) and their image (M,), by image then decreasing objectness (RPN.predict_proposals)."""
         rpn = self.model.proposal_generator
         level_features = [features[name] for name in rpn.in_features]
-        anchors = self._anchors(level_features)
+        anchors = self._anchors(level_features, padded_size)
         logits, deltas = rpn.rpn_head(level_features)
         pre_nms_topk = rpn.pre_nms_topk[False]
         top_boxes, top_logits, top_levels = [], [], []
@@ -213,9 +245,12 @@ class ExportableMaskRCNN(nn.Module):
         valid = torch.nonzero((large & finite).flatten()).squeeze(1)
         boxes, scores = boxes.reshape(-1, 4)[valid], scores.flatten()[valid]
         images, levels = images.flatten()[valid], levels.flatten()[valid]
+        if getattr(rpn, "proposal_ranking", "logit") == "probability":
+            scores = scores.to(torch.float32).sigmoid()  # proposal_utils.proposal_scores
+        ranked = _tie_free_scores(scores)
         num_levels = len(level_features)
-        keep = grouped_nms(boxes, scores, images * num_levels + levels, num_images * num_levels, rpn.nms_thresh)
-        order = keep[_order_by_image_then_score(scores[keep], images[keep], num_images, rpn.post_nms_topk[False])]
+        keep = grouped_nms(boxes, ranked, images * num_levels + levels, num_images * num_levels, rpn.nms_thresh)
+        order = keep[_order_by_image_then_score(ranked[keep], images[keep], num_images, rpn.post_nms_topk[False])]
         return boxes[order], images[order]
 
     def _pool(self, pooler: nn.Module, level_features: List[Tensor], boxes: Tensor, images: Tensor) -> Tensor:
@@ -280,10 +315,11 @@ class ExportableMaskRCNN(nn.Module):
             large = ((boxes[:, 2] - boxes[:, 0]) >= size) & ((boxes[:, 3] - boxes[:, 1]) >= size)
             large = torch.nonzero(large).squeeze(1)
             boxes, scores, class_index, images = boxes[large], scores[large], class_index[large], images[large]
+        ranked = _tie_free_scores(scores)
         keep = grouped_nms(
-            boxes, scores, images * num_classes + class_index, num_images * num_classes, predictor.test_nms_thresh
+            boxes, ranked, images * num_classes + class_index, num_images * num_classes, predictor.test_nms_thresh
         )
-        order = keep[_order_by_image_then_score(scores[keep], images[keep], num_images, predictor.test_topk_per_image)]
+        order = keep[_order_by_image_then_score(ranked[keep], images[keep], num_images, predictor.test_topk_per_image)]
         return boxes[order], scores[order], class_index[order], images[order]
 
     def _mask_probabilities(

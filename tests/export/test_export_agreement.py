@@ -162,3 +162,22 @@ def test_graphs_hold_no_onednn_private_ops(exported):
     assert not [node.op_type for node in graph.node if "mkldnn" in node.op_type.lower()]
     assert {"NonMaxSuppression", "RoiAlign"} <= {node.op_type for node in graph.node}
     assert "mkldnn" not in str(scripted.inlined_graph)
+
+
+def test_saturated_scores_keep_the_eager_choice_among_ties(tmp_path):
+    """Hundreds of class probabilities of exactly 1.0: ONNX Runtime must keep the same top 100 as eager."""
+    torch.manual_seed(0)
+    cfg = tiny_config(num_classes=3)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.5
+    cfg.TEST.DETECTIONS_PER_IMAGE = 20
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(300.0)
+        model.roi_heads.mask_head.predictor.weight.mul_(300.0)
+    images = natural_image(60, 90, seed=8)[None]
+    (expected,) = eager_detections(model, cfg, images)
+    assert (expected["scores"] == 1.0).sum() == 20  # the top 20 is a choice among ties
+    path = export_onnx(ExportableMaskRCNN.from_config(cfg, model), torch.from_numpy(images), str(tmp_path / "m.onnx"))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (got,) = split_by_image(run_onnx(session, images), 1)
+    assert_agree(got, expected, (60, 90))
