@@ -132,7 +132,7 @@ class TrainerBase:
         self.stopped_by = None
         self.stop_checkpoint = None
         # Handlers first, so that data loader processes forked during training do not die of
-        # SIGINT (the training loader's ignore both signals, see _start_data_iterator).
+        # SIGINT (those of the training loader ignore both signals, see _start_data_iterator).
         with EventStorage(start_iter) as self.storage, StopSignals() as stop_signals:
             try:
                 self.before_train()
