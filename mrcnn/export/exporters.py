@@ -14,8 +14,9 @@ at opset 17 rather than the ``torch.export``-based one (``dynamo=True``):
 * The ``torch.export``-based exporter needs every data-dependent size declared as an unbacked
   symbol and ``torch._check`` hints throughout nonzero/topk/NMS chains, and its graph capture of
   the model's Python (per-image lists, registries) is what the adapter exists to avoid anyway.
-* Opset 17 is the newest that ONNX Runtime, TensorRT 8.6+ and OpenVINO all read, and has every op
-  used (NonMaxSuppression 11, RoiAlign 16, CumSum 14, Einsum 12, TopK 11).
+* Opset 17 has every op used (NonMaxSuppression 11, RoiAlign 16 with its half-pixel mode, CumSum
+  14, Einsum 12, TopK 11) and is old enough to be widely supported by runtimes; only ONNX Runtime
+  is tested here.
 
 The model runs the plain code while traced: the CPU fast paths step aside under tracing and ONNX
 export by themselves (mrcnn/modeling/fast_paths/switch.py), so no oneDNN-private op is recorded.
