@@ -19,7 +19,11 @@ with --compare, torchvision's figures, the ratio and whether the detections agre
 threads, --ort-opt-level) beside the eager model on the same image; --export-check adds agreement
 of ONNX Runtime and TorchScript with eager on other sizes, an empty image and a batch of two.
 train: seconds per iteration and images per second on synthetic batches (--batch-size images,
-about 7 instances each), SGD, peak memory; with --compare, torchvision on the same batches.
+about 7 instances each), SGD, peak memory; with --compare, torchvision on the same batches; with
+--compare-config FILE, the model of another config on the same batches, alternating (cascade
+R50-FPN against the plain one: --config-file configs/Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml
+--compare-config configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml MODEL.WEIGHTS "",
+since the zoo configs name ImageNet weights to download).
 data: images per second of the training loader of DATASETS.TRAIN.
 eval: COCOEvaluator seconds for --eval-images images of --dets-per-image predictions, per backend.
 
@@ -58,6 +62,7 @@ from mrcnn.benchmark import (
     to_torchvision_training_inputs,
 )
 from mrcnn.checkpoint import DetectionCheckpointer
+from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
 from mrcnn.config import get_cfg
 from mrcnn.data import build_detection_train_loader
 from mrcnn.modeling import build_model
@@ -72,6 +77,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=TORCHVISION_CONFIG, metavar="FILE", help="yaml config")
     parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument(
+        "--compare-config",
+        metavar="FILE",
+        help="train: also time the model of this yaml config (same overrides) on the same batches, "
+        "alternating with --config-file's every iteration; ratio = --config-file's time / this one's",
+    )
     parser.add_argument(
         "--compare",
         choices=["torchvision", "onnxruntime"],
@@ -140,10 +151,10 @@ def _torchvision_tensors(model: nn.Module, image: torch.Tensor) -> tuple:
 # models
 
 
-def load_config(args: argparse.Namespace):
-    """The config file with the command-line overrides and --device applied."""
+def load_config(args: argparse.Namespace, config_file: Optional[str] = None):
+    """The config file (default --config-file) with the command-line overrides and --device applied."""
     cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(config_file or args.config_file)
     cfg.merge_from_list(list(args.opts or []))
     cfg.MODEL.DEVICE = args.device
     return cfg
@@ -153,7 +164,10 @@ def build_models(cfg, calibration_image: torch.Tensor, compare: bool, spread_sco
     """{"mrcnn": model[, "torchvision": model]} on cfg.MODEL.DEVICE, both holding the same weights.
 
     MODEL.WEIGHTS is loaded when set (and then there is nothing to compare against); otherwise the
-    weights are seeded torchvision weights calibrated on ``calibration_image``.
+    weights are seeded torchvision weights calibrated on ``calibration_image``. A config of another
+    architecture (cascade heads, C4, ...) gets the calibrated tensors whose names and shapes it
+    shares (the backbone, FPN, RPN, ...) and its own random initialisation for the rest, so that
+    its activations are as realistic as those of the model it is compared with.
     """
     device = torch.device(cfg.MODEL.DEVICE)
     if cfg.MODEL.WEIGHTS:
@@ -173,7 +187,12 @@ def build_models(cfg, calibration_image: torch.Tensor, compare: bool, spread_sco
                 f"error: --compare torchvision needs a config with torchvision's architecture, such as "
                 f"{os.path.relpath(TORCHVISION_CONFIG)}; loading its weights failed: {str(error)[:300]}"
             ) from error
-        model = build_model(cfg)  # another architecture: its own random initialisation
+        model = build_model(cfg)
+        calibrated = convert_torchvision_state_dict(torchvision_model.state_dict())
+        own = model.state_dict()
+        shared = {k: v.to(device) for k, v in calibrated.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(shared, strict=False)
+        print(f"  {len(shared)} of {len(own)} tensors from the calibrated torchvision weights, the others random")
     models = {"mrcnn": model}
     if compare:
         # torchvision resizes inside the model (to 800 px by default); ours expects the data
@@ -386,6 +405,9 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     ]
     calibration = batches[0][0]["image"].float()
     models = build_models(cfg, calibration, args.compare is not None, spread_scores=False)
+    if args.compare_config:
+        other = load_config(args, args.compare_config)
+        models["compare_config"] = build_models(other, calibration, False, spread_scores=False)["mrcnn"]
     torchvision_batches = [to_torchvision_training_inputs(batch) for batch in batches]
     torchvision_batches = [
         ([i.to(device) for i in images], [{k: v.to(device) for k, v in t.items()} for t in targets])
@@ -407,7 +429,7 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
             index = counter["iteration"] % len(batches)
             counter["iteration"] += 1
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                if name == "mrcnn":
+                if name != "torchvision":
                     losses = model(batches[index])
                 else:
                     losses = model(*torchvision_batches[index])
@@ -452,6 +474,10 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         results[name] = entry
     if "torchvision" in steps:
         results["ratio"] = results["mrcnn"]["seconds_per_iteration"] / results["torchvision"]["seconds_per_iteration"]
+    if "compare_config" in steps:
+        results["compare_config_file"] = os.path.relpath(args.compare_config)
+        seconds_other = results["compare_config"]["seconds_per_iteration"]
+        results["ratio"] = results["mrcnn"]["seconds_per_iteration"] / seconds_other
     return results
 
 
@@ -515,6 +541,11 @@ def headline(task: str, results: Dict[str, Any]) -> str:
                 f", torchvision {results['torchvision']['seconds_per_iteration']:.3f} s/iter "
                 f"({results['torchvision']['images_per_second']:.2f} images/s), ratio {results['ratio']:.3f}"
             )
+        if "compare_config" in results:
+            line += (
+                f", {results['compare_config_file']} {results['compare_config']['seconds_per_iteration']:.3f} s/iter, "
+                f"ratio {results['ratio']:.3f}"
+            )
         return line
     if task == "data":
         return f"data: {results['images_per_second']:.1f} images/s"
@@ -526,7 +557,7 @@ def headline(task: str, results: Dict[str, Any]) -> str:
 def details(task: str, results: Dict[str, Any]) -> List[str]:
     """Lines with the secondary figures, printed before the headline."""
     lines = []
-    for name in ("mrcnn", "torchvision", "onnxruntime"):
+    for name in ("mrcnn", "torchvision", "onnxruntime", "compare_config"):
         entry = results.get(name)
         if not isinstance(entry, dict):
             continue
@@ -595,6 +626,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit("error: --device cuda but CUDA is not available here")
     if not os.path.isfile(args.config_file):
         raise SystemExit(f"error: config file not found: {args.config_file}")
+    if args.compare_config and (args.task != "train" or args.compare):
+        raise SystemExit("error: --compare-config goes with --task train, without --compare")
+    if args.compare_config and not os.path.isfile(args.compare_config):
+        raise SystemExit(f"error: config file not found: {args.compare_config}")
     torch.manual_seed(0)
     if args.task == "eval":
         results = benchmark_eval(args)

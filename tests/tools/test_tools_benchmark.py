@@ -178,3 +178,21 @@ def test_bad_arguments_are_named(tool):
         tool.main(["--task", "inference", "--config-file", "missing.yaml"])
     with pytest.raises(SystemExit, match="--iters"):
         tool.main(["--task", "inference", "--iters", "0"])
+
+
+def test_train_against_another_config_alternates_them(tool, tmp_path, capsys):
+    cascade = os.path.join(ROOT, "configs", "Misc", "cascade_mask_rcnn_R_50_FPN_1x.yaml")
+    plain = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_1x.yaml")
+    flags = ["--task", "train", "--config-file", cascade, "--compare-config", plain, "--no-memory"]
+    flags += ["--height", "96", "--width", "128", "--iters", "1", "--warmup", "0"]
+    narrow = ["MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32"]
+    report = _run(tool, tmp_path, capsys, flags, TINY_OPTS + narrow + ["MODEL.WEIGHTS", ""])
+    results = report["results"]
+    for name in ("mrcnn", "compare_config"):
+        assert results[name]["iterations"] == 1 and torch.isfinite(torch.tensor(results[name]["last_loss"]))
+    assert results["compare_config_file"].endswith("mask_rcnn_R_50_FPN_1x.yaml")
+    seconds = results["mrcnn"]["seconds_per_iteration"], results["compare_config"]["seconds_per_iteration"]
+    assert results["ratio"] == pytest.approx(seconds[0] / seconds[1])
+    assert "mask_rcnn_R_50_FPN_1x.yaml" in report["headline"] and "ratio" in report["headline"]
+    with pytest.raises(SystemExit, match="--compare-config goes with --task train"):
+        tool.main(["--task", "inference", "--compare-config", plain])
