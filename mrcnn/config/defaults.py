@@ -69,6 +69,9 @@ _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]  # h/w ratios, per l
 _C.MODEL.ANCHOR_GENERATOR.ANGLES = [[-90, 0, 90]]  # rotated anchors: unsupported (kept for d2 files)
 _C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0  # anchor centre offset in units of the stride (0 or 0.5)
 _C.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS = False  # round cell anchors to integers (torchvision)
+# Each level's stride per side = padded image side // feature map side (torchvision: 61 px at p6 for
+# a padded side of 800); False uses the backbone's nominal strides (detectron2).
+_C.MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE = False
 
 _C.MODEL.PROPOSAL_GENERATOR = CN()
 _C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"  # name in PROPOSAL_GENERATOR_REGISTRY
@@ -94,6 +97,9 @@ _C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000  # proposals kept per image after NMS (in
 _C.MODEL.RPN.NMS_THRESH = 0.7  # NMS IoU threshold of proposals
 _C.MODEL.RPN.MIN_SIZE = 0.0  # drop proposals with a side below this (pixels of the input)
 _C.MODEL.RPN.CONV_DIMS = [-1]  # convs of the shared head; -1 keeps the input channels
+# What NMS and the post-NMS top-k rank proposals by: "logit" (detectron2), or "probability": the float32
+# sigmoid, 1.0 for every logit above ~17, such ties kept in per-level top-k order (torchvision).
+_C.MODEL.RPN.PROPOSAL_RANKING = "logit"
 
 _C.MODEL.ROI_HEADS = CN()
 _C.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"  # name in ROI_HEADS_REGISTRY: Res5ROIHeads (C4) or StandardROIHeads

@@ -90,3 +90,56 @@ def test_level_mismatch_is_reported():
     generator = DefaultAnchorGenerator(sizes=[[32], [64]], aspect_ratios=RATIOS, strides=[4, 8])
     with pytest.raises(ValueError, match="2 feature levels"):
         generator(_features(32, 32, [4]))
+
+
+@pytest.mark.parametrize(
+    "height, width",
+    [
+        (800, 1088),  # landscape: p6 has 13 rows, 800 // 13 = 61
+        (416, 288),  # portrait, no side a multiple of 64
+        (1088, 800),  # portrait
+        (96, 160),  # sides that are multiples of 32 only
+    ],
+)
+def test_strides_from_image_size_equal_torchvision(height, width):
+    """Each level's stride is the padded image side // the map side, per side, as torchvision has it."""
+    # FPN maps of a padded image: p2..p5 at strides 4..32, p6 pooled from p5 (rounded up)
+    grids = [(height // s, width // s) for s in (4, 8, 16, 32)]
+    grids.append(((grids[-1][0] + 1) // 2, (grids[-1][1] + 1) // 2))
+    features = [torch.zeros(1, 2, h, w) for h, w in grids]
+    ours = DefaultAnchorGenerator(
+        sizes=SIZES, aspect_ratios=RATIOS, strides=STRIDES, round_cell_anchors=True, strides_from_image_size=True
+    )
+    anchors = torch.cat([a.tensor for a in ours(features, (height, width))])
+    reference = TorchvisionAnchorGenerator(tuple(tuple(s) for s in SIZES), (tuple(RATIOS),) * len(SIZES))
+    expected = reference(TorchvisionImageList(torch.zeros(1, 3, height, width), [(height, width)]), features)[0]
+    assert torch.equal(anchors, expected)
+    p6_height, p6_width = grids[-1]
+    assert ours.level_strides(grids, (height, width))[-1] == (height // p6_height, width // p6_width)
+
+
+def test_nominal_strides_by_default():
+    """detectron2's anchors (the default) use the backbone's strides whatever the image size:
+    p6 anchors of an 800-px side stay 64 px apart although its 13 rows are 61.5 px of image."""
+    generator = DefaultAnchorGenerator(sizes=[[512]], aspect_ratios=[1.0], strides=[64])
+    assert not generator.strides_from_image_size
+    features = [torch.zeros(1, 2, 13, 17)]
+    default = generator(features)[0].tensor
+    assert torch.equal(generator(features, (800, 1088))[0].tensor, default)
+    centres_y = (default[:, 1] + default[:, 3]) / 2
+    assert torch.equal(centres_y.unique(), torch.arange(13, dtype=torch.float32) * 64)
+    derived = DefaultAnchorGenerator(sizes=[[512]], aspect_ratios=[1.0], strides=[64], strides_from_image_size=True)
+    derived_centres_y = (derived(features, (800, 1088))[0].tensor[:, 1::2].sum(dim=1)) / 2
+    assert torch.equal(derived_centres_y.unique(), torch.arange(13, dtype=torch.float32) * 61)
+
+
+def test_strides_from_image_size_config_and_errors():
+    cfg = get_cfg()
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64]]
+    shapes = [ShapeSpec(channels=4, stride=4), ShapeSpec(channels=4, stride=8)]
+    assert not build_anchor_generator(cfg, shapes).strides_from_image_size
+    cfg.MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE = True
+    generator = build_anchor_generator(cfg, shapes)
+    assert generator.strides_from_image_size
+    with pytest.raises(ValueError, match="STRIDES_FROM_IMAGE_SIZE"):
+        generator(_features(32, 32, [4, 8]))

@@ -164,13 +164,8 @@ def test_eval_proposals_are_bounded_inside_and_sorted():
         assert (logits[:-1] >= logits[1:]).all()
 
 
-def test_eval_proposals_match_torchvision_rpn():
-    cfg = _cfg(MIN_SIZE=1e-3)  # torchvision drops boxes with a side below 1e-3
-    cfg.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS = True
-    rpn = build_proposal_generator(cfg, INPUT_SHAPE)
-    _randomize_head(rpn)
-    rpn.eval()
-
+def _torchvision_rpn(rpn):
+    """torchvision's RegionProposalNetwork with the head weights and settings of ``rpn``."""
     tv_head = RPNHead(CHANNELS, 3)
     tv_head.load_state_dict(
         {
@@ -194,6 +189,16 @@ def test_eval_proposals_match_torchvision_rpn():
         nms_thresh=0.7,
         score_thresh=0.0,
     ).eval()
+    return tv_rpn
+
+
+def test_eval_proposals_match_torchvision_rpn():
+    cfg = _cfg(MIN_SIZE=1e-3)  # torchvision drops boxes with a side below 1e-3
+    cfg.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS = True
+    rpn = build_proposal_generator(cfg, INPUT_SHAPE)
+    _randomize_head(rpn)
+    rpn.eval()
+    tv_rpn = _torchvision_rpn(rpn)
 
     images, features = _inputs(seed=5)
     with torch.no_grad():
@@ -204,6 +209,74 @@ def test_eval_proposals_match_torchvision_rpn():
         assert boxes.shape == expected.shape and len(boxes) > 10
         # same order too, since sigmoid keeps the order of distinct logits
         torch.testing.assert_close(boxes, expected, rtol=0, atol=1e-4)
+
+
+def _torchvision_like_rpn(**rpn_overrides):
+    """An RPN with torchvision's settings (rounded cell anchors, 1e-3 minimum size, strides from
+    the image size, probability ranking), its head randomised and its objectness weights scaled
+    by 50 so that about half of the logits pass 17 and their float32 probabilities are 1.0."""
+    cfg = _cfg(MIN_SIZE=1e-3, PROPOSAL_RANKING="probability", **rpn_overrides)
+    cfg.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS = True
+    cfg.MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE = True
+    rpn = build_proposal_generator(cfg, INPUT_SHAPE)
+    _randomize_head(rpn)
+    with torch.no_grad():
+        rpn.rpn_head.objectness_logits.weight.mul_(50.0)
+    return rpn.eval()
+
+
+def _rounded_up_inputs(seed=5):
+    """Two images padded to 60x44: p2 is 15x11 (stride 4), p3 8x6 (strides 60 // 8 = 7, 44 // 6 = 7)."""
+    generator = torch.Generator().manual_seed(seed)
+    images = ImageList(torch.zeros(2, 3, 60, 44), [(60, 44), (52, 37)])
+    features = {
+        "p2": torch.randn(2, CHANNELS, 15, 11, generator=generator),
+        "p3": torch.randn(2, CHANNELS, 8, 6, generator=generator),
+    }
+    return images, features
+
+
+def test_saturated_proposals_on_rounded_up_grids_match_torchvision_rpn():
+    """Saturated objectness ranked by probability, ties in torchvision's order, and anchor strides
+    from the image size: the same proposals in the same order as torchvision's RPN."""
+    rpn = _torchvision_like_rpn()
+    tv_rpn = _torchvision_rpn(rpn)
+    images, features = _rounded_up_inputs()
+    with torch.no_grad():
+        ours, _ = rpn(images, features)
+        theirs, _ = tv_rpn(TorchvisionImageList(images.tensor, images.image_sizes), OrderedDict(features))
+        rpn.proposal_ranking = "logit"
+        by_logit, _ = rpn(images, features)
+    for result, expected, logit_ranked in zip(ours, theirs, by_logit):
+        saturated = int((result.objectness_logits.sigmoid() == 1.0).sum())
+        assert saturated >= 20, f"only {saturated} saturated proposals"
+        torch.testing.assert_close(result.proposal_boxes.tensor, expected, rtol=0, atol=1e-4)
+        # ranked by logit the saturated proposals come in another order
+        assert not torch.equal(logit_ranked.proposal_boxes.tensor, expected)
+
+
+def test_probability_ranking_orders_ties_by_level_then_logit():
+    """Equal probabilities (1.0) keep the candidate order: level by level, each level by
+    descending logit; unsaturated proposals follow by probability."""
+    far_apart = [[[i * 20.0, 0.0, i * 20.0 + 10.0, 10.0] for i in range(3)]]
+    level0 = torch.tensor(far_apart)
+    level1 = torch.tensor(far_apart) + torch.tensor([0.0, 20.0, 0.0, 20.0])
+    logits0 = torch.tensor([[20.0, 1.0, 30.0]])  # probabilities 1.0, 0.73, 1.0
+    logits1 = torch.tensor([[40.0, 25.0, 2.0]])  # 1.0, 1.0, 0.88
+    args = ([level0, level1], [logits0, logits1], [(60, 80)], 0.7, 10, 10, 0.0, False)
+    (by_probability,) = find_top_rpn_proposals(*args, ranking="probability")
+    assert by_probability.objectness_logits.tolist() == [30.0, 20.0, 40.0, 25.0, 2.0, 1.0]
+    (by_logit,) = find_top_rpn_proposals(*args, ranking="logit")
+    assert by_logit.objectness_logits.tolist() == [40.0, 30.0, 25.0, 20.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="ranking"):
+        find_top_rpn_proposals(*args, ranking="score")
+
+
+def test_proposal_ranking_from_config():
+    assert build_proposal_generator(_cfg(), INPUT_SHAPE).proposal_ranking == "logit"
+    assert build_proposal_generator(_cfg(PROPOSAL_RANKING="probability"), INPUT_SHAPE).proposal_ranking == "probability"
+    with pytest.raises(ValueError, match="MODEL.RPN.PROPOSAL_RANKING"):
+        build_proposal_generator(_cfg(PROPOSAL_RANKING="sigmoid"), INPUT_SHAPE)
 
 
 def test_non_finite_predictions():

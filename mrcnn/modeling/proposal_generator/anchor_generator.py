@@ -1,7 +1,7 @@
 """Anchor boxes: a few cell anchors per feature level, tiled over that level's grid."""
 
 import math
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -18,6 +18,8 @@ Anchor generators: modules called with a list of feature maps that return one Bo
 A registered class is built as ``cls(cfg, input_shape)``, where ``input_shape`` is
 the list of ShapeSpec of those feature maps
 (decorate ``__init__`` with ``mrcnn.config.configurable`` and add ``from_config``).
+A generator whose attribute ``strides_from_image_size`` is True is also given the padded image
+size, ``generator(features, image_size)``.
 """
 
 
@@ -67,6 +69,7 @@ class DefaultAnchorGenerator(nn.Module):
         strides: List[int],
         offset: float = 0.0,
         round_cell_anchors: bool = False,
+        strides_from_image_size: bool = False,
     ):
         """
         Args:
@@ -77,6 +80,10 @@ class DefaultAnchorGenerator(nn.Module):
             offset: where in its cell an anchor is centred, in units of the stride; 0 puts
                 the first anchor at the image corner (torchvision), 0.5 at the cell centre.
             round_cell_anchors: round the cell anchors to integers, as torchvision does.
+            strides_from_image_size: derive each level's stride from the padded image size, per
+                side, as ``image side // feature map side`` (torchvision), instead of ``strides``.
+                They differ where a level's map is rounded up: a padded side of 800 gives 13
+                cells at stride 64, so anchors 61 px apart. ``forward`` then needs the image size.
         """
         super().__init__()
         if not 0.0 <= offset < 1.0:
@@ -87,6 +94,7 @@ class DefaultAnchorGenerator(nn.Module):
         self.aspect_ratios = _broadcast_per_level(aspect_ratios, self.num_features, "ASPECT_RATIOS")
         self.offset = float(offset)
         self.round_cell_anchors = round_cell_anchors
+        self.strides_from_image_size = bool(strides_from_image_size)
         self.cell_anchors = _BufferList(
             [
                 self.generate_cell_anchors(level_sizes, level_ratios)
@@ -103,6 +111,7 @@ class DefaultAnchorGenerator(nn.Module):
             "strides": [shape.stride for shape in input_shape],
             "offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
             "round_cell_anchors": cfg.MODEL.ANCHOR_GENERATOR.ROUND_CELL_ANCHORS,
+            "strides_from_image_size": cfg.MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE,
         }
 
     def generate_cell_anchors(self, sizes: Sequence[float], aspect_ratios: Sequence[float]) -> torch.Tensor:
@@ -130,12 +139,28 @@ class DefaultAnchorGenerator(nn.Module):
         """Alias of ``num_anchors``."""
         return self.num_anchors
 
-    def _grid_anchors(self, grid_sizes: List[List[int]]) -> List[torch.Tensor]:
+    def level_strides(
+        self, grid_sizes: List[List[int]], image_size: Optional[Tuple[int, int]] = None
+    ) -> List[Tuple[int, int]]:
+        """(stride_y, stride_x) of each level in input pixels: the nominal strides, or with
+        ``strides_from_image_size`` the padded ``image_size`` (height, width) floor-divided by each
+        level's (height, width) grid, per side."""
+        if not self.strides_from_image_size:
+            return [(stride, stride) for stride in self.strides]
+        if image_size is None:
+            raise ValueError(
+                "This anchor generator derives its strides from the image size "
+                "(MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE) and must be called with the padded image size"
+            )
+        image_height, image_width = (int(side) for side in image_size)
+        return [(image_height // int(height), image_width // int(width)) for height, width in grid_sizes]
+
+    def _grid_anchors(self, grid_sizes: List[List[int]], strides: List[Tuple[int, int]]) -> List[torch.Tensor]:
         anchors = []
-        for (height, width), stride, cell_anchors in zip(grid_sizes, self.strides, self.cell_anchors):
+        for (height, width), (stride_y, stride_x), cell_anchors in zip(grid_sizes, strides, self.cell_anchors):
             device = cell_anchors.device
-            shifts_x = (torch.arange(width, dtype=torch.float32, device=device) + self.offset) * stride
-            shifts_y = (torch.arange(height, dtype=torch.float32, device=device) + self.offset) * stride
+            shifts_x = (torch.arange(width, dtype=torch.float32, device=device) + self.offset) * stride_x
+            shifts_y = (torch.arange(height, dtype=torch.float32, device=device) + self.offset) * stride_y
             shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
             shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
             shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
@@ -143,15 +168,20 @@ class DefaultAnchorGenerator(nn.Module):
             anchors.append((shifts[:, None, :] + cell_anchors[None, :, :]).reshape(-1, 4))
         return anchors
 
-    def forward(self, features: List[torch.Tensor]) -> List[Boxes]:
-        """One Boxes of (Hi*Wi*A, 4) anchors per feature map (N, C, Hi, Wi)."""
+    def forward(self, features: List[torch.Tensor], image_size: Optional[Tuple[int, int]] = None) -> List[Boxes]:
+        """One Boxes of (Hi*Wi*A, 4) anchors per feature map (N, C, Hi, Wi).
+
+        image_size: (height, width) of the padded image batch; read only with
+        ``strides_from_image_size``, which requires it.
+        """
         if len(features) != self.num_features:
             raise ValueError(
                 f"The anchor generator was built for {self.num_features} feature levels "
                 f"but got {len(features)} feature maps"
             )
         grid_sizes = [list(feature.shape[-2:]) for feature in features]
-        return [Boxes(anchors) for anchors in self._grid_anchors(grid_sizes)]
+        strides = self.level_strides(grid_sizes, image_size)
+        return [Boxes(anchors) for anchors in self._grid_anchors(grid_sizes, strides)]
 
 
 def build_anchor_generator(cfg, input_shape) -> nn.Module:

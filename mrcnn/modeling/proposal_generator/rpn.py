@@ -14,7 +14,7 @@ from ..matcher import Matcher
 from ..sampling import subsample_labels
 from .anchor_generator import build_anchor_generator
 from .build import PROPOSAL_GENERATOR_REGISTRY
-from .proposal_utils import find_top_rpn_proposals
+from .proposal_utils import PROPOSAL_RANKINGS, find_top_rpn_proposals
 from .rpn_head import build_rpn_head
 
 __all__ = ["RPN"]
@@ -25,8 +25,8 @@ class RPN(nn.Module):
     """Region Proposal Network (Ren et al., 2015) over one or more feature levels.
 
     Called as ``proposals, losses = rpn(images, features, gt_instances)``; returns per image an
-    Instances with ``proposal_boxes`` and ``objectness_logits`` (descending), and in training
-    the losses ``loss_rpn_cls`` and ``loss_rpn_loc``.
+    Instances with ``proposal_boxes`` and ``objectness_logits`` (best first, see
+    ``proposal_ranking``), and in training the losses ``loss_rpn_cls`` and ``loss_rpn_loc``.
     """
 
     @configurable
@@ -48,6 +48,7 @@ class RPN(nn.Module):
         loss_weight: Optional[Dict[str, float]] = None,
         box_reg_loss_type: str = "smooth_l1",
         smooth_l1_beta: float = 0.0,
+        proposal_ranking: str = "logit",
     ):
         """
         Args:
@@ -67,6 +68,10 @@ class RPN(nn.Module):
             loss_weight: multipliers of "loss_rpn_cls" and "loss_rpn_loc" (default 1 each).
             box_reg_loss_type: "smooth_l1" (on deltas), or "giou", "diou", "ciou" (on decoded boxes).
             smooth_l1_beta: smooth-L1 transition point; 0 is L1.
+            proposal_ranking: what NMS and the post-NMS top-k rank proposals by: "logit"
+                (detectron2) or "probability", the sigmoid in float32, where logits above about
+                17 all give 1.0 and such ties keep each level's top-k order, levels in order
+                (torchvision).
         """
         super().__init__()
         self.in_features = list(in_features)
@@ -89,6 +94,11 @@ class RPN(nn.Module):
             self.loss_weight.update(loss_weight)
         self.box_reg_loss_type = check_box_reg_loss_type(box_reg_loss_type, "MODEL.RPN.BBOX_REG_LOSS_TYPE")
         self.smooth_l1_beta = smooth_l1_beta
+        if proposal_ranking not in PROPOSAL_RANKINGS:
+            raise ValueError(
+                f"MODEL.RPN.PROPOSAL_RANKING must be one of {list(PROPOSAL_RANKINGS)}, got {proposal_ranking!r}"
+            )
+        self.proposal_ranking = proposal_ranking
 
     @classmethod
     def from_config(cls, cfg, input_shape) -> dict:
@@ -121,6 +131,7 @@ class RPN(nn.Module):
             },
             "box_reg_loss_type": rpn.BBOX_REG_LOSS_TYPE,
             "smooth_l1_beta": rpn.SMOOTH_L1_BETA,
+            "proposal_ranking": rpn.PROPOSAL_RANKING,
         }
 
     def _subsample_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -231,7 +242,10 @@ class RPN(nn.Module):
         if missing:
             raise KeyError(f"RPN expects feature maps {missing}; got {sorted(features)}")
         level_features = [features[name] for name in self.in_features]
-        anchors = self.anchor_generator(level_features)
+        if getattr(self.anchor_generator, "strides_from_image_size", False):
+            anchors = self.anchor_generator(level_features, tuple(images.tensor.shape[-2:]))
+        else:
+            anchors = self.anchor_generator(level_features)
         pred_objectness_logits, pred_anchor_deltas = self.rpn_head(level_features)
 
         # (N, A, H, W) -> (N, H*W*A), matching the anchors' (y, x, a) order.
@@ -268,7 +282,8 @@ class RPN(nn.Module):
         Each level's ``pre_nms_topk`` anchors with the highest objectness are picked first and
         only those are decoded (all levels in one call): decoding is per box, so this equals
         decoding every anchor and picking afterwards, for a fraction of the work (about 10k of
-        the 200k+ anchors of an 800x1067 image).
+        the 200k+ anchors of an 800x1067 image). Ranking by probability sorts a level with
+        fewer anchors as well, since its order breaks ties of equal probabilities.
 
         Proposals carry no gradient: the second stage treats them as fixed inputs.
         """
@@ -276,8 +291,8 @@ class RPN(nn.Module):
         top_logits, top_deltas, top_anchors = [], [], []
         for level_anchors, level_logits, level_deltas in zip(anchors, pred_objectness_logits, pred_anchor_deltas):
             num_images, num_anchors = level_logits.shape
-            if num_anchors > pre_nms_topk:
-                level_logits, index = level_logits.topk(pre_nms_topk, dim=1)  # (N, k)
+            if num_anchors > pre_nms_topk or self.proposal_ranking == "probability":
+                level_logits, index = level_logits.topk(min(pre_nms_topk, num_anchors), dim=1)  # (N, k)
                 batch_index = torch.arange(num_images, device=index.device)[:, None]
                 top_deltas.append(level_deltas[batch_index, index])  # (N, k, B)
                 top_anchors.append(level_anchors.tensor[index])  # (N, k, B)
@@ -300,4 +315,5 @@ class RPN(nn.Module):
             self.post_nms_topk[self.training],
             self.min_box_size,
             self.training,
+            ranking=self.proposal_ranking,
         )
