@@ -154,6 +154,10 @@ _C.MODEL.ROI_MASK_HEAD.NORM = ""  # norm of the convs
 _C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False  # one mask for all classes
 _C.MODEL.ROI_MASK_HEAD.PASTE_MODE = "grid"  # "grid" (continuous box) or "torchvision" (padded, int box)
 _C.MODEL.ROI_MASK_HEAD.MASK_THRESHOLD = 0.5  # probability above which a pasted pixel is in the mask
+# Training targets of the mask loss: "crop_and_resize" (detectron2: polygons rasterised inside each
+# proposal box, bit masks resampled by aligned RoIAlign, both binary) or "roi_align_image_mask"
+# (torchvision: the gt mask rasterised on the whole image, resampled by unaligned RoIAlign, soft 0..1).
+_C.MODEL.ROI_MASK_HEAD.TARGET_MODE = "crop_and_resize"
 
 # ---------------------------------------------------------------------------------------------
 # Input

@@ -11,6 +11,8 @@ from mrcnn.layers import Conv2d, ShapeSpec, cat, get_norm
 from mrcnn.structures import Instances
 from mrcnn.utils.registry import Registry
 
+from .mask_targets import MASK_TARGET_MODES, mask_targets
+
 __all__ = [
     "ROI_MASK_HEAD_REGISTRY",
     "MaskRCNNConvUpsampleHead",
@@ -23,11 +25,14 @@ ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
 ROI_MASK_HEAD_REGISTRY.__doc__ = "Mask heads, built from (cfg, input_shape: ShapeSpec)."
 
 
-def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances]) -> torch.Tensor:
+def mask_rcnn_loss(
+    pred_mask_logits: torch.Tensor, instances: List[Instances], target_mode: str = "crop_and_resize"
+) -> torch.Tensor:
     """Mean per-pixel binary cross-entropy on each RoI's gt-class channel.
 
     pred_mask_logits: (R, K or 1, M, M) for the foreground RoIs of ``instances`` (in order); the
-    targets are the gt masks cropped to each proposal box and resized to M×M.
+    targets are the gt masks on each proposal box's M×M grid, built as ``target_mode`` says
+    ("crop_and_resize" or "roi_align_image_mask", see mask_targets.py).
     """
     class_agnostic = pred_mask_logits.size(1) == 1
     mask_size = pred_mask_logits.size(2)
@@ -37,12 +42,10 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: List[Instances]) -
             continue
         if not class_agnostic:
             gt_classes.append(per_image.gt_classes.to(torch.int64))
-        gt_masks.append(
-            per_image.gt_masks.crop_and_resize(per_image.proposal_boxes.tensor, mask_size).to(pred_mask_logits.device)
-        )
+        gt_masks.append(mask_targets(per_image, mask_size, target_mode).to(pred_mask_logits.device))
     if len(gt_masks) == 0:
         return pred_mask_logits.sum() * 0
-    gt_masks = cat(gt_masks, dim=0).to(torch.float32)
+    gt_masks = cat(gt_masks, dim=0)
     rows = torch.arange(pred_mask_logits.size(0), device=pred_mask_logits.device)
     if class_agnostic:
         logits = pred_mask_logits[:, 0]
@@ -79,8 +82,23 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         conv_dims: List[int],
         conv_norm: str = "",
         loss_weight: float = 1.0,
+        target_mode: str = "crop_and_resize",
     ):
+        """
+        Args:
+            input_shape: shape of the pooled RoI features.
+            num_classes: masks predicted per RoI (1 for class-agnostic masks).
+            conv_dims: widths of the 3×3 convs, then of the deconv.
+            conv_norm: norm after each 3×3 conv ("" for none).
+            loss_weight: multiplier of loss_mask.
+            target_mode: how the training targets are built: "crop_and_resize" (detectron2) or
+                "roi_align_image_mask" (torchvision); see mask_targets.py.
+        """
         super().__init__()
+        if target_mode not in MASK_TARGET_MODES:
+            raise ValueError(
+                f"MODEL.ROI_MASK_HEAD.TARGET_MODE must be one of {list(MASK_TARGET_MODES)}, got {target_mode!r}"
+            )
         if len(conv_dims) < 1:
             raise ValueError("The mask head needs a deconv width: conv_dims must hold at least one entry.")
         channels = input_shape.channels
@@ -107,6 +125,7 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
         nn.init.normal_(self.predictor.weight, std=0.001)
         nn.init.zeros_(self.predictor.bias)
         self.loss_weight = loss_weight
+        self.target_mode = target_mode
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec):
@@ -116,12 +135,13 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
             "num_classes": 1 if head.CLS_AGNOSTIC_MASK else cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "conv_dims": [head.CONV_DIM] * (head.NUM_CONV + 1),
             "conv_norm": head.NORM,
+            "target_mode": head.TARGET_MODE,
         }
 
     def forward(self, x: torch.Tensor, instances: List[Instances]):
         """Training: {"loss_mask"}; inference: sets pred_masks on ``instances`` and returns them."""
         if self.training:
-            return {"loss_mask": mask_rcnn_loss(self.layers(x), instances) * self.loss_weight}
+            return {"loss_mask": mask_rcnn_loss(self.layers(x), instances, self.target_mode) * self.loss_weight}
         if self.predictor.out_channels > 1 and type(self).layers is MaskRCNNConvUpsampleHead.layers:
             logits = self.predicted_class_logits(x, instances)
         else:
