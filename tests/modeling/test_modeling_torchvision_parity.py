@@ -1,5 +1,12 @@
 """Our model built from the torchvision config, loaded with converted torchvision weights,
-reproduces torchvision's maskrcnn_resnet50_fpn: feature maps, boxes, scores, classes, masks."""
+reproduces torchvision's maskrcnn_resnet50_fpn: feature maps, proposals, boxes, scores, classes,
+masks, and a training step's losses and gradients.
+
+One calibrated model pair serves every case: the 800x1067 landscape image (padded to 800x1088, so
+at p6 13 rows of 61 px), a portrait image whose padded sides are not multiples of 64 (anchor
+strides of 59 x 57 px at p6) with saturated objectness (float32 probabilities of exactly 1.0), and
+a training step on a synthetic image.
+"""
 
 import os
 
@@ -12,27 +19,38 @@ from torchvision_parity_checks import (
     check_detections,
     check_feature_maps,
     check_masks,
+    check_proposals,
+    check_training_step,
     convert_with_tool,
+    image_tensor,
     run_both,
+    saturated_objectness,
+    training_step,
 )
 
-from mrcnn.benchmark import calibrated_torchvision_maskrcnn, natural_image
+from mrcnn.benchmark import calibrated_torchvision_maskrcnn, synthetic_training_batch
 from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
 from mrcnn.config import get_cfg
 from mrcnn.modeling import build_model
 
 CONFIG = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_torchvision.yaml")
 HEIGHT, WIDTH = 800, 1067
+PORTRAIT = (416, 288)  # padded sides 416 and 288: p6 is 7x5 cells, strides 416 // 7 = 59 and 288 // 5 = 57
+TRAINING_SIZE = (192, 256)  # one small image keeps both models' forward and backward cheap
 
 
 @pytest.fixture(scope="module")
-def parity(tmp_path_factory):
-    """A seeded torchvision model calibrated on the image (scores spread, so the detection order
-    is well defined), our model holding its converted weights, and both models' outputs."""
-    image = torch.from_numpy(natural_image(HEIGHT, WIDTH, seed=3)).permute(2, 0, 1).float()
-    torchvision_model = calibrated_torchvision_maskrcnn(image)
+def models(tmp_path_factory):
+    """A seeded torchvision model calibrated on the landscape image (scores spread, so the
+    detection order is well defined) and our model holding its converted weights."""
+    torchvision_model = calibrated_torchvision_maskrcnn(image_tensor(HEIGHT, WIDTH))
     model, _, _ = convert_with_tool(torchvision_model, CONFIG, str(tmp_path_factory.mktemp("tv")))
-    return run_both(torchvision_model, model, image)
+    return torchvision_model, model
+
+
+@pytest.fixture(scope="module")
+def parity(models):
+    return run_both(*models, image_tensor(HEIGHT, WIDTH))
 
 
 def test_feature_maps_match(parity):
@@ -40,11 +58,33 @@ def test_feature_maps_match(parity):
 
 
 def test_detections_match(parity):
+    check_proposals(parity)
     check_detections(parity)
 
 
 def test_masks_match(parity):
     check_masks(parity)
+
+
+def test_portrait_image_with_saturated_objectness_matches(models):
+    """A portrait image whose padded sides are not multiples of 64 (p6 anchors torchvision's 59 x 57
+    px apart), with the objectness weights scaled by 10 so that hundreds of float32 probabilities
+    are exactly 1.0 and torchvision's tie order decides which proposals NMS keeps. With the nominal
+    64-px strides 5 proposals move by 5 to 25 px and 37 of 100 detections have no counterpart;
+    ranked by logit, 889 of 1000 proposals come in another order and 55 detections have none."""
+    torchvision_model, model = models
+    with saturated_objectness(torchvision_model, model, 10.0):
+        outputs = run_both(torchvision_model, model, image_tensor(*PORTRAIT))
+    saturated = int((outputs.proposals.objectness_logits.sigmoid() == 1.0).sum())
+    assert saturated >= 100, f"only {saturated} proposals have probability 1.0"
+    check_proposals(outputs)
+    check_detections(outputs)
+    check_masks(outputs)
+
+
+def test_training_step_matches(models):
+    batch = synthetic_training_batch(1, *TRAINING_SIZE, instances_per_image=3, num_classes=90, seed=1)
+    check_training_step(training_step(*models, batch))
 
 
 def test_imagenet_resnet_converts_to_backbone():
