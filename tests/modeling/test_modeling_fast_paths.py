@@ -6,6 +6,7 @@ import io
 
 import pytest
 import torch
+from fast_path_checks import training_steps_on_shared_proposals
 from torch import nn
 
 from mrcnn.benchmark import natural_image, synthetic_training_batch, tiny_config
@@ -93,15 +94,7 @@ def test_the_switch_decides_whether_fused_kernels_run():
 def test_training_step_losses_and_gradients_equal_the_plain_model():
     fast, plain = _model_pair(18)
     batch = synthetic_training_batch(2, 96, 128, num_classes=3, seed=3)
-    results = []
-    for model in (fast, plain):
-        model.train()
-        torch.manual_seed(5)  # the samplers draw the same proposals
-        losses = model(batch)
-        sum(losses.values()).backward()
-        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-        results.append(({k: float(v.detach()) for k, v in losses.items()}, grads))
-    (fast_losses, fast_grads), (plain_losses, plain_grads) = results
+    (fast_losses, fast_grads), (plain_losses, plain_grads) = training_steps_on_shared_proposals(fast, plain, batch)
     assert fast_losses.keys() == plain_losses.keys() and len(fast_losses) == 5
     for name in fast_losses:
         assert fast_losses[name] == pytest.approx(plain_losses[name], rel=1e-4, abs=1e-6), name

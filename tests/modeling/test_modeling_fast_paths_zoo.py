@@ -3,6 +3,7 @@ applied without the model files knowing, they keep the plain model's state and r
 
 import pytest
 import torch
+from fast_path_checks import training_steps_on_shared_proposals
 from zoo_model_toys import calibrated_model, narrow_zoo_config
 
 from mrcnn.benchmark import natural_image, synthetic_training_batch
@@ -67,15 +68,7 @@ def test_fast_model_has_the_plain_state_and_detections(name):
 def test_training_step_equals_the_plain_model(name):
     fast, plain = _model_pair(name, frozen=True)
     batch = synthetic_training_batch(2, 96, 128, num_classes=3, seed=3)
-    results = []
-    for model in (fast, plain):
-        model.train()
-        torch.manual_seed(5)  # the samplers draw the same proposals
-        losses = model(batch)
-        sum(losses.values()).backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        results.append(({k: float(v.detach()) for k, v in losses.items()}, grads))
-    (fast_losses, fast_grads), (plain_losses, plain_grads) = results
+    (fast_losses, fast_grads), (plain_losses, plain_grads) = training_steps_on_shared_proposals(fast, plain, batch)
     assert fast_losses.keys() == plain_losses.keys() and len(fast_losses) == 5
     for key in fast_losses:
         assert fast_losses[key] == pytest.approx(plain_losses[key], rel=1e-4, abs=1e-6), key
