@@ -116,25 +116,26 @@ def test_frozen_norm_scale_and_shift_are_cached_until_a_buffer_changes():
     with torch.no_grad():
         norm.running_var.copy_(torch.tensor([1.0, 4.0, 0.25, 2.0]))
         norm.running_mean.copy_(torch.tensor([0.5, -1.0, 0.0, 3.0]))
-    scale, shift = conv_fusion._norm_affine(norm)
-    torch.testing.assert_close(scale, (norm.running_var + norm.eps).rsqrt())
-    torch.testing.assert_close(shift, -norm.running_mean * scale)
-    again = conv_fusion._norm_affine(norm)
+    scale, shift = conv_fusion._norm_affine(norm, torch.float32)
+    assert scale.shape == (4, 1, 1, 1) and shift.shape == (4,)
+    torch.testing.assert_close(scale.view(-1), (norm.running_var + norm.eps).rsqrt())
+    torch.testing.assert_close(shift, -norm.running_mean * scale.view(-1))
+    again = conv_fusion._norm_affine(norm, torch.float32)
     assert again[0] is scale and again[1] is shift  # nothing recomputed
 
     # an in-place write (load_state_dict, copy_) is seen through the version counter
     state = {k: v.clone() for k, v in norm.state_dict().items()}
     state["weight"] = torch.full((4,), 2.0)
     norm.load_state_dict(state)
-    scale2, shift2 = conv_fusion._norm_affine(norm)
+    scale2, shift2 = conv_fusion._norm_affine(norm, torch.float32)
     torch.testing.assert_close(scale2, 2 * scale)
     torch.testing.assert_close(shift2, 2 * shift)
 
     # a write through .data is not; clearing the caches picks it up
     norm.bias.data.fill_(1.0)
-    assert conv_fusion._norm_affine(norm)[1] is shift2
+    assert conv_fusion._norm_affine(norm, torch.float32)[1] is shift2
     clear_fast_path_caches(norm)
-    torch.testing.assert_close(conv_fusion._norm_affine(norm)[1], shift2 + 1.0)
+    torch.testing.assert_close(conv_fusion._norm_affine(norm, torch.float32)[1], shift2 + 1.0)
 
     # the folded conv still trains its weight with the cached scale
     conv = _fast_conv(3, 4, kernel_size=1, bias=False, norm=norm)

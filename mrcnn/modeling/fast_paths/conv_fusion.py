@@ -76,20 +76,25 @@ def _version_key(module: nn.Module) -> Optional[tuple]:
         return None
 
 
-def _norm_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
-    """norm_as_affine(norm), for a FrozenBatchNorm2d computed again only when a buffer changed."""
-    if not isinstance(norm, FrozenBatchNorm2d):
-        return norm_as_affine(norm)
-    tensors = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
-    key = None if any(t.requires_grad for t in tensors) else _version_key(norm)
-    if key is None:
-        return norm_as_affine(norm)  # gradients need the graph
-    key += (norm.eps,)
-    cached = _FROZEN_AFFINE.get(norm)
-    if cached is None or cached[0] != key:
-        cached = (key, *norm_as_affine(norm))
-        _FROZEN_AFFINE[norm] = cached
-    return cached[1], cached[2]
+def _norm_affine(norm: nn.Module, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """norm_as_affine(norm) as (scale (C, 1, 1, 1), shift (C,)) in ``dtype``, ready to fold into a
+    conv weight; for a FrozenBatchNorm2d computed again only when a buffer changed (a frozen
+    norm's statistics do not change between training steps, and each small op is a dispatch)."""
+    frozen = isinstance(norm, FrozenBatchNorm2d)
+    tensors = (norm.weight, norm.bias, norm.running_mean, norm.running_var) if frozen else ()
+    key = _version_key(norm) if frozen and not any(t.requires_grad for t in tensors) else None
+    if key is not None:
+        key += (norm.eps, dtype)
+        cached = _FROZEN_AFFINE.get(norm)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+    scale, shift = norm_as_affine(norm)
+    if scale.dtype != dtype:
+        scale, shift = scale.to(dtype), shift.to(dtype)
+    scale = scale.reshape(-1, 1, 1, 1)
+    if key is not None:
+        _FROZEN_AFFINE[norm] = (key, scale, shift)
+    return scale, shift
 
 
 def _cache_key(conv: nn.Module) -> Optional[tuple]:
@@ -117,10 +122,10 @@ def _fold(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     norm = getattr(conv, "norm", None)
     if norm is None or not is_affine_norm(norm):
         return conv.weight, conv.bias
-    scale, shift = _norm_affine(norm)
-    weight = conv.weight * scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
-    bias = shift if conv.bias is None else conv.bias * scale + shift
-    return weight, bias.to(conv.weight.dtype)
+    scale, shift = _norm_affine(norm, conv.weight.dtype)
+    weight = conv.weight * scale
+    bias = shift if conv.bias is None else conv.bias * scale.view(-1) + shift
+    return weight, bias
 
 
 def folded_weight_and_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -162,12 +167,13 @@ def _folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     trainable weight. The saved-tensor hooks store the recipe instead (the parameter and the
     per-channel scale) and refold in the backward pass, so the memory equals an unfolded conv's.
     """
-    _CONV_CACHES.pop(conv, None)  # stale after the next optimizer step
-    scale, shift = _norm_affine(conv.norm)
-    scale = scale.to(conv.weight.dtype).reshape(-1, 1, 1, 1)
+    if not any(p.requires_grad for p in conv.parameters()):
+        # a frozen conv (FREEZE_AT) and norm: the folded weight is cached as in inference
+        return conv._conv_forward(x, *_cached(conv, _version_key(conv), "folded", lambda: _fold(conv)))
+    _CONV_CACHES.pop(conv, None)  # an inference cache is stale after the next optimizer step
+    scale, shift = _norm_affine(conv.norm, conv.weight.dtype)
     folded = conv.weight * scale
-    bias = shift if conv.bias is None else conv.bias * scale.reshape(-1) + shift
-    bias = bias.to(conv.weight.dtype)
+    bias = shift if conv.bias is None else conv.bias * scale.view(-1) + shift
     if not folded.requires_grad:
         return conv._conv_forward(x, folded, bias)
     weight = conv.weight
@@ -231,8 +237,6 @@ def conv_norm_activation(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     norm = conv.norm
     if (activation is None or is_relu(activation)) and _onednn_usable(conv, x, None):
         return _fused(conv, x, None, relu=activation is not None)
-    if torch.is_grad_enabled():
-        _CONV_CACHES.pop(conv, None)  # training: a cache from an earlier evaluation would go stale
     if norm is not None and is_affine_norm(norm):
         if torch.is_grad_enabled():
             x = _folded_conv_for_training(conv, x)

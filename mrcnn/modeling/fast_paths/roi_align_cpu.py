@@ -6,7 +6,6 @@ threaded forward is bit-identical (each RoI goes through the same kernel), the g
 float rounding. The fast ROIAlign of this package uses them.
 """
 
-import math
 import threading
 from typing import List, Tuple
 
@@ -17,8 +16,12 @@ __all__ = ["roi_align_cpu"]
 
 # Fewer RoIs than this per thread are not worth a thread start.
 _MIN_ROIS_PER_THREAD = 32
-# Elements of the RoI gradient windows computed at once in the CPU backward (16 MB in float32).
-_GRAD_WINDOW_ELEMENTS = 4 * 1024 * 1024
+# Elements of the RoI gradient windows computed at once in the CPU backward (64 MB in float32).
+_GRAD_WINDOW_ELEMENTS = 16 * 1024 * 1024
+# RoIs share a chunk while their windows padded to the chunk's window stay within this factor
+# of their own, and their heights within one bucket of rows when sorted.
+_MAX_PADDING = 1.5
+_SPAN_BUCKET = 4
 
 
 def _roi_align_in_threads(input: torch.Tensor, rois: torch.Tensor, num_threads: int, *args) -> torch.Tensor:
@@ -61,74 +64,32 @@ def _bilinear_weights_1d(
     start: torch.Tensor,
     bin_size: torch.Tensor,
     num_bins: int,
-    grid: int,
+    grid: torch.Tensor,
+    max_grid: int,
     size: int,
     window_start: torch.Tensor,
     window: int,
 ) -> torch.Tensor:
     """(R, num_bins, window) weights of each feature row (or column) in each bin, per RoI.
 
-    A bin's value is the mean over ``grid`` samples (along this axis) of bilinear interpolations;
-    the interpolation weights along y and x multiply, so a RoI's pooled output is
-    ``Wy @ feature_window @ Wx^T`` per channel. Rows are counted from ``window_start``.
-    Follows torchvision's kernel: samples beyond one pixel outside the map contribute nothing,
-    samples just outside are clamped to the border.
+    A bin's value is the mean over ``grid[r]`` samples (along this axis) of bilinear
+    interpolations; the interpolation weights along y and x multiply, so a RoI's pooled output is
+    ``Wy @ feature_window @ Wx^T`` per channel. ``grid`` (R,) may differ between RoIs: every RoI
+    gets ``max_grid`` sample slots and those beyond its own count weigh nothing. Rows are counted
+    from ``window_start`` (R,). Follows torchvision's kernel: samples beyond one pixel outside the
+    map contribute nothing, samples just outside are clamped to the border.
     """
-    num_rois = start.shape[0]
-    offsets = (
-        torch.arange(num_bins, dtype=start.dtype, device=start.device)[:, None]
-        + (torch.arange(grid, dtype=start.dtype, device=start.device)[None, :] + 0.5) / grid
-    )
-    coords = start[:, None, None] + offsets[None] * bin_size[:, None, None]  # (R, num_bins, grid)
-    valid = (coords >= -1.0) & (coords <= size)
-    coords = coords.clamp(min=0)
-    low = coords.floor().long()
-    at_border = low >= size - 1
-    low = torch.where(at_border, torch.full_like(low, size - 1), low)
-    high = torch.where(at_border, low, low + 1)
-    frac = torch.where(at_border, torch.zeros_like(coords), coords - low.to(coords.dtype))
-    scale = valid.to(coords.dtype) / grid
-    index = torch.cat([low, high], dim=2) - window_start[:, None, None]
-    values = torch.cat([(1 - frac) * scale, frac * scale], dim=2)
-    weights = coords.new_zeros(num_rois, num_bins, window)
-    return weights.scatter_add_(2, index.clamp(0, window - 1), values)
-
-
-def _add_roi_windows(
-    grad_input: torch.Tensor,
-    grad: torch.Tensor,
-    image_index: torch.Tensor,
-    start_y: torch.Tensor,
-    roi_h: torch.Tensor,
-    start_x: torch.Tensor,
-    roi_w: torch.Tensor,
-    grid: Tuple[int, int],
-    map_size: Tuple[int, int],
-    window: Tuple[int, int],
-) -> None:
-    """Adds R RoIs' gradient windows into grad_input (N*H*W, C).
-
-    grad (R, ph, pw, C) channels last; every RoI samples ``grid`` points per bin and touches at
-    most a ``window`` of rows and columns of the (H, W) map.
-    """
-    num, pooled_h, pooled_w, channels = grad.shape
-    height, width = map_size
-    window_h, window_w = window
-    # Rows (columns) one RoI touches: from the floor of its lower edge to one past its upper.
-    y0 = torch.minimum(start_y, start_y + roi_h).clamp(min=0).floor().clamp(max=height - window_h).long()
-    x0 = torch.minimum(start_x, start_x + roi_w).clamp(min=0).floor().clamp(max=width - window_w).long()
-    weights_y = _bilinear_weights_1d(start_y, roi_h / pooled_h, pooled_h, grid[0], height, y0, window_h)
-    weights_x = _bilinear_weights_1d(start_x, roi_w / pooled_w, pooled_w, grid[1], width, x0, window_w)
-    # Wy^T @ grad @ Wx per RoI and channel as two batched matmuls, channels last throughout:
-    # (R, ph, pw, C) -> (R, window_h, pw, C) -> (R, window_w, window_h, C).
-    rows_grad = weights_y.transpose(1, 2) @ grad.reshape(num, pooled_h, pooled_w * channels)
-    rows_grad = rows_grad.view(num, window_h, pooled_w, channels).transpose(1, 2)
-    windows = weights_x.transpose(1, 2) @ rows_grad.reshape(num, pooled_w, window_h * channels)
-    rows = (y0[:, None] + torch.arange(window_h)[None]) * width  # (R, window_h)
-    cols = x0[:, None] + torch.arange(window_w)[None]  # (R, window_w)
-    image = image_index * (height * width)
-    index = (image[:, None, None] + cols[:, :, None] + rows[:, None, :]).reshape(-1)
-    grad_input.index_add_(0, index, windows.view(-1, channels))
+    dtype, device = start.dtype, start.device
+    slots = torch.arange(max_grid, dtype=dtype, device=device)
+    samples = grid.to(dtype).clamp(min=1).view(-1, 1, 1)  # (R, 1, 1)
+    offsets = torch.arange(num_bins, dtype=dtype, device=device).view(1, -1, 1) + (slots + 0.5) / samples
+    coords = start.view(-1, 1, 1) + offsets * bin_size.view(-1, 1, 1)  # (R, num_bins, max_grid)
+    weight = ((coords >= -1.0) & (coords <= size) & (slots < grid.view(-1, 1, 1))).to(dtype) / samples
+    # torchvision moves a sample below 0 to 0 and one at or past the last row onto the last row;
+    # its two interpolation weights are then the "tent" 1 - |y - row| of the rows around it
+    rows = window_start.view(-1, 1, 1, 1) + torch.arange(window, device=device)  # (R, 1, 1, window)
+    tents = (1 - (coords.clamp(0, size - 1).unsqueeze(3) - rows).abs()).clamp_(min=0)
+    return torch.matmul(weight.unsqueeze(2), tents).squeeze(2)  # (R, num_bins, window)
 
 
 def _roi_align_grad_cpu(
@@ -142,16 +103,15 @@ def _roi_align_grad_cpu(
     """Gradient of roi_align w.r.t. its (N, C, H, W) input, from grad_output (K, C, ph, pw).
 
     torchvision's CPU kernel recomputes the sampling geometry for every channel and output
-    element on one core; here the geometry is computed once per RoI as two small matrices and
-    each RoI's gradient window is ``Wy^T @ grad @ Wx`` (batched matmuls), added into the map
-    with one index_add_. RoIs are grouped by their number of samples per bin.
+    element on one core; here the geometry of all RoIs is computed at once as two small matrices
+    per RoI, each RoI's gradient window is ``Wy^T @ grad @ Wx`` (batched matmuls over chunks of
+    RoIs of similar size) and the windows are added into the map with one index_add_ per chunk.
     """
     num_images, channels, height, width = input_shape
     grad_input = grad_output.new_zeros(num_images * height * width, channels)
     if rois.shape[0] == 0:
         return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
-    pooled_h, pooled_w = grad_output.shape[2:]
-    grad_channels_last = grad_output.permute(0, 2, 3, 1).contiguous()
+    num_rois, _, pooled_h, pooled_w = grad_output.shape
     offset = 0.5 if aligned else 0.0
     boxes = rois[:, 1:].to(grad_output.dtype) * spatial_scale - offset
     start_x, start_y = boxes[:, 0], boxes[:, 1]
@@ -159,34 +119,55 @@ def _roi_align_grad_cpu(
     if not aligned:
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
     if sampling_ratio > 0:
-        grid_h = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
-        grid_w = torch.full_like(roi_w, sampling_ratio, dtype=torch.long)
+        grid_h = grid_w = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
     else:
         grid_h = torch.ceil(roi_h / pooled_h).long()
         grid_w = torch.ceil(roi_w / pooled_w).long()
-    groups = grid_h * (int(grid_w.max()) + 1) + grid_w
-    for key in groups.unique().tolist():
-        members = (groups == key).nonzero().squeeze(1)
-        gh, gw = int(grid_h[members[0]]), int(grid_w[members[0]])
-        if gh <= 0 or gw <= 0:
-            continue  # no samples: the output is zero whatever the input
-        window_h = min(height, int(math.ceil(float(roi_h[members].abs().max()))) + 2)
-        window_w = min(width, int(math.ceil(float(roi_w[members].abs().max()))) + 2)
-        # RoIs a chunk, so that the temporary windows stay small next to the map itself.
-        chunk = max(1, _GRAD_WINDOW_ELEMENTS // (window_h * window_w * channels))
-        for chunk_members in members.split(chunk):
-            _add_roi_windows(
-                grad_input,
-                grad_channels_last[chunk_members],
-                rois[chunk_members, 0].long(),
-                start_y[chunk_members],
-                roi_h[chunk_members],
-                start_x[chunk_members],
-                roi_w[chunk_members],
-                (gh, gw),
-                (height, width),
-                (window_h, window_w),
-            )
+    # Rows (columns) one RoI touches: from the floor of its lower edge to one past its upper.
+    # RoIs are taken in order of their window's height (in buckets), then width, in chunks whose
+    # window is their largest member's, so that a small RoI is not padded to the call's largest.
+    spans_h = (roi_h.abs().ceil().long() + 2).clamp(max=height)
+    spans_w = (roi_w.abs().ceil().long() + 2).clamp(max=width)
+    order = torch.argsort((spans_h // _SPAN_BUCKET) * (width + 1) + spans_w, stable=True)
+    grid_h, grid_w, spans_h, spans_w = grid_h[order], grid_w[order], spans_h[order], spans_w[order]
+    start_y, start_x, roi_h, roi_w = start_y[order], start_x[order], roi_h[order], roi_w[order]
+    # the sizes the host needs, read in one go
+    host = torch.cat([grid_h.max()[None], grid_w.max()[None], spans_h, spans_w]).tolist()
+    max_grid_h, max_grid_w, host_h, host_w = host[0], host[1], host[2 : 2 + num_rois], host[2 + num_rois :]
+    if max_grid_h <= 0 or max_grid_w <= 0:
+        return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)  # no samples at all
+    max_h, max_w = max(host_h), max(host_w)
+    y0 = torch.minimum(start_y, start_y + roi_h).clamp(min=0).floor().long().minimum(height - spans_h)
+    x0 = torch.minimum(start_x, start_x + roi_w).clamp(min=0).floor().long().minimum(width - spans_w)
+    weights_y = _bilinear_weights_1d(start_y, roi_h / pooled_h, pooled_h, grid_h, max_grid_h, height, y0, max_h)
+    weights_x = _bilinear_weights_1d(start_x, roi_w / pooled_w, pooled_w, grid_w, max_grid_w, width, x0, max_w)
+    weights_y_t, weights_x_t = weights_y.transpose(1, 2), weights_x.transpose(1, 2)  # (R, window, bins)
+    grad = grad_output[order].permute(0, 2, 3, 1).contiguous().view(num_rois, pooled_h, pooled_w * channels)
+    # map row of every window element (x, y) of every RoI, (R, max_w, max_h); a window's rows and
+    # columns past the map's edge have zero weight and are clamped to stay inside
+    rows = (y0[:, None] + torch.arange(max_h)).clamp_(max=height - 1) + rois[order, 0, None].long() * height
+    cols = (x0[:, None] + torch.arange(max_w)).clamp_(max=width - 1)
+    map_index = rows[:, None, :] * width + cols[:, :, None]
+    first = 0
+    while first < num_rois:
+        # grow the chunk while its windows stay within the budget
+        last, window_h, window_w = first + 1, host_h[first], host_w[first]
+        area = window_h * window_w  # of the members' own windows
+        while last < num_rois:
+            grown_h, grown_w = max(window_h, host_h[last]), max(window_w, host_w[last])
+            grown_area = area + host_h[last] * host_w[last]
+            padded = (last + 1 - first) * grown_h * grown_w
+            if padded * channels > _GRAD_WINDOW_ELEMENTS or padded > _MAX_PADDING * grown_area:
+                break
+            last, window_h, window_w, area = last + 1, grown_h, grown_w, grown_area
+        count = last - first
+        # (n, ph, pw, C) -> (n, window_h, pw, C) -> (n, window_w, window_h, C), channels last throughout
+        rows_grad = torch.matmul(weights_y_t[first:last, :window_h], grad[first:last])
+        rows_grad = rows_grad.view(count, window_h, pooled_w, channels).transpose(1, 2)
+        windows = torch.matmul(weights_x_t[first:last, :window_w], rows_grad.reshape(count, pooled_w, -1))
+        index = map_index[first:last, :window_w, :window_h].reshape(-1)
+        grad_input.index_add_(0, index, windows.view(-1, channels))
+        first = last
     return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
 
 
