@@ -1,6 +1,7 @@
 """Anchor boxes: a few cell anchors per feature level, tiled over that level's grid."""
 
 import math
+from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -21,6 +22,17 @@ the list of ShapeSpec of those feature maps
 A generator whose attribute ``strides_from_image_size`` is True is also given the padded image
 size, ``generator(features, image_size)``.
 """
+
+
+# Anchor sets kept per generator (most recently used), one per distinct padded batch size.
+_ANCHOR_CACHE_SIZE = 16
+
+
+def _recording() -> bool:
+    """Whether a tracer, compiler or exporter records the ops being run."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
 def _broadcast_per_level(params: Sequence, num_levels: int, name: str) -> List[List[float]]:
@@ -95,6 +107,8 @@ class DefaultAnchorGenerator(nn.Module):
         self.offset = float(offset)
         self.round_cell_anchors = round_cell_anchors
         self.strides_from_image_size = bool(strides_from_image_size)
+        # (grid sizes, strides, cell anchors' storage) -> anchors of each level, least recently used first
+        self._anchor_cache: OrderedDict[tuple, List[torch.Tensor]] = OrderedDict()
         self.cell_anchors = _BufferList(
             [
                 self.generate_cell_anchors(level_sizes, level_ratios)
@@ -181,7 +195,22 @@ class DefaultAnchorGenerator(nn.Module):
             )
         grid_sizes = [list(feature.shape[-2:]) for feature in features]
         strides = self.level_strides(grid_sizes, image_size)
-        return [Boxes(anchors) for anchors in self._grid_anchors(grid_sizes, strides)]
+        if _recording():  # a traced or compiled graph must compute them from the sizes
+            return [Boxes(level_anchors) for level_anchors in self._grid_anchors(grid_sizes, strides)]
+        # The anchors depend only on the grid sizes and strides: made once for each, kept for the
+        # most recent few (one per padded batch size in multi-scale training).
+        key = (
+            tuple(tuple(size) for size in grid_sizes),
+            tuple(strides),
+            tuple((cell.data_ptr(), cell.device, cell.dtype) for cell in self.cell_anchors),
+        )
+        anchors = self._anchor_cache.pop(key, None)
+        if anchors is None:
+            anchors = self._grid_anchors(grid_sizes, strides)
+            while len(self._anchor_cache) >= _ANCHOR_CACHE_SIZE:
+                self._anchor_cache.pop(next(iter(self._anchor_cache)))  # the least recently used
+        self._anchor_cache[key] = anchors
+        return [Boxes(level_anchors) for level_anchors in anchors]
 
 
 def build_anchor_generator(cfg, input_shape) -> nn.Module:
