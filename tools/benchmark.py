@@ -26,6 +26,10 @@ R50-FPN against the plain one: --config-file configs/Misc/cascade_mask_rcnn_R_50
 since the zoo configs name ImageNet weights to download).
 data: images per second of the training loader of DATASETS.TRAIN.
 eval: COCOEvaluator seconds for --eval-images images of --dets-per-image predictions, per backend.
+--count-ops (inference, train): operators one call or SGD step dispatches (called from Python or by
+autograd, forward and backward, the optimizer's included) and its host synchronisation points
+(.item(), nonzero, unique, ...), per model; on CUDA also kernel launches. The counts do not depend
+on the machine's speed: they compare two models' host work without a GPU.
 
 The last line printed is the headline figure; --output FILE.json gets everything.
 """
@@ -45,6 +49,7 @@ from torch import nn
 from mrcnn.benchmark import (
     TORCHVISION_CONFIG,
     calibrated_torchvision_maskrcnn,
+    count_dispatches,
     count_gflops,
     detections_agreement,
     full_float32,
@@ -122,6 +127,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     parser.add_argument("--no-flops", action="store_true", help="inference: skip the FLOP count")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="inference/train: also count the operators one call (one SGD step) dispatches and its host "
+        "synchronisation points, per model (and kernel launches on CUDA)",
+    )
     parser.add_argument(
         "--profile",
         type=int,
@@ -231,6 +242,7 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         profiles = (
             {name: profile_top_ops(call, device, args.profile) for name, call in calls.items()} if args.profile else {}
         )
+        dispatches = {name: count_dispatches(call, device) for name, call in calls.items()} if args.count_ops else {}
     matmul_rate = matmul_gflops(device)
     results: Dict[str, Any] = {"height": height, "width": width, "matmul_gflops_per_second": matmul_rate}
     for name in calls:
@@ -248,6 +260,8 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
             entry["peak_memory_mb"] = memory[name] / 2**20
         if profiles:
             entry["profile"] = profiles[name]
+        if dispatches:
+            entry["dispatches"] = dispatches[name]
         if not args.no_flops:
             gflops = count_gflops(models[name], tensor_calls[name], image)
             entry["gflops"] = gflops
@@ -448,6 +462,7 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     profiles = (
         {name: profile_top_ops(step, device, args.profile) for name, step in steps.items()} if args.profile else {}
     )
+    dispatches = {name: count_dispatches(step, device) for name, step in steps.items()} if args.count_ops else {}
     results: Dict[str, Any] = {
         "batch_size": args.batch_size,
         "height": args.height,
@@ -471,6 +486,8 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
             entry["peak_memory_mb"] = memory[name] / 2**20
         if profiles:
             entry["profile"] = profiles[name]
+        if dispatches:
+            entry["dispatches"] = dispatches[name]
         results[name] = entry
     if "torchvision" in steps:
         results["ratio"] = results["mrcnn"]["seconds_per_iteration"] / results["torchvision"]["seconds_per_iteration"]
@@ -529,7 +546,7 @@ def headline(task: str, results: Dict[str, Any]) -> str:
                 f", torchvision {results['torchvision']['ms_per_image']:.1f} ms/image, "
                 f"ratio {results['ratio']:.3f}, detections agree: {agree}"
             )
-        return line
+        return line + dispatch_headline(results)
     if task == "train":
         line = (
             f"train {results['batch_size']}x{results['height']}x{results['width']}"
@@ -546,12 +563,25 @@ def headline(task: str, results: Dict[str, Any]) -> str:
                 f", {results['compare_config_file']} {results['compare_config']['seconds_per_iteration']:.3f} s/iter, "
                 f"ratio {results['ratio']:.3f}"
             )
-        return line
+        return line + dispatch_headline(results)
     if task == "data":
         return f"data: {results['images_per_second']:.1f} images/s"
     parts = [f"{backend} {r['total_seconds']:.2f} s" for backend, r in results.items()]
     first = next(iter(results.values()))
     return f"eval {first['num_images']} images x {first['dets_per_image']} detections: " + ", ".join(parts)
+
+
+def dispatch_headline(results: Dict[str, Any]) -> str:
+    """ "; operators (host syncs) per call: mrcnn N (S), torchvision M (T)" when they were counted."""
+    counted = [
+        (name, results[name]["dispatches"])
+        for name in ("mrcnn", "torchvision", "compare_config")
+        if isinstance(results.get(name), dict) and "dispatches" in results[name]
+    ]
+    if not counted:
+        return ""
+    parts = [f"{name} {counts['operators']} ({counts['host_syncs']})" for name, counts in counted]
+    return "; operators (host syncs) per call: " + ", ".join(parts)
 
 
 def details(task: str, results: Dict[str, Any]) -> List[str]:
@@ -562,9 +592,13 @@ def details(task: str, results: Dict[str, Any]) -> List[str]:
         if not isinstance(entry, dict):
             continue
         figures = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items() if k != "profile"
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in entry.items()
+            if k not in ("profile", "dispatches")
         )
         lines.append(f"  {name}: {figures}")
+        if "dispatches" in entry:
+            lines.extend(dispatch_lines(name, entry["dispatches"]))
         if "profile" in entry:
             lines.extend(profile_lines(name, entry["profile"]))
     if task == "inference" and "onnxruntime" in results:
@@ -585,6 +619,19 @@ def details(task: str, results: Dict[str, Any]) -> List[str]:
         if "agreement" in results:
             lines.append("  agreement: " + ", ".join(f"{k} {v}" for k, v in results["agreement"].items()))
     return lines
+
+
+def dispatch_lines(name: str, counts: Dict[str, Any]) -> List[str]:
+    """A count_dispatches report as indented text."""
+    line = f"  {name} dispatches: {counts['operators']} operators, {counts['host_syncs']} host syncs"
+    if counts["host_syncs_by_operator"]:
+        line += " (" + ", ".join(f"{k} {v}" for k, v in counts["host_syncs_by_operator"].items()) + ")"
+    for region, count in counts.get("operators_in_regions", {}).items():
+        line += f"; {count} of the operators inside {region}"
+    if "kernel_launches" in counts:
+        line += f", {counts['kernel_launches']} kernel launches, {counts['cuda_host_waits']} CUDA host waits"
+    most = ", ".join(f"{op} {count}" for op, count in counts["most_dispatched"][:10])
+    return [line, f"    most dispatched: {most}"]
 
 
 def profile_lines(name: str, profile: Dict[str, Any]) -> List[str]:

@@ -6,6 +6,7 @@ and nothing in mrcnn imports it.
 
 from .coco_evaluation_timing import synthetic_coco_ground_truth, time_coco_evaluation
 from .detections_agreement import detections_agreement, full_float32
+from .dispatch_count import SYNCHRONIZING_OPERATORS, count_dispatches
 from .flop_count import count_gflops
 from .loader_throughput import measure_loader_throughput
 from .model_pairs import (
@@ -22,8 +23,10 @@ from .tiny_config import fpn_config, tiny_config
 from .torchvision_reference import calibrated_torchvision_maskrcnn, freeze_batchnorms
 
 __all__ = [
+    "SYNCHRONIZING_OPERATORS",
     "TORCHVISION_CONFIG",
     "calibrated_torchvision_maskrcnn",
+    "count_dispatches",
     "count_gflops",
     "detections_agreement",
     "fpn_config",
