@@ -141,16 +141,17 @@ def _roi_align_grad_cpu(
     x0 = torch.minimum(start_x, start_x + roi_w).clamp(min=0).floor().long().minimum(width - spans_w)
     weights_y = _bilinear_weights_1d(start_y, roi_h / pooled_h, pooled_h, grid_h, max_grid_h, height, y0, max_h)
     weights_x = _bilinear_weights_1d(start_x, roi_w / pooled_w, pooled_w, grid_w, max_grid_w, width, x0, max_w)
-    weights_y_t, weights_x_t = weights_y.transpose(1, 2), weights_x.transpose(1, 2)  # (R, window, bins)
-    grad = grad_output[order].permute(0, 2, 3, 1).contiguous().view(num_rois, pooled_h, pooled_w * channels)
+    grad = grad_output[order].permute(0, 2, 3, 1).contiguous()  # (R, ph, pw, C)
     # map row of every window element (x, y) of every RoI, (R, max_w, max_h); a window's rows and
     # columns past the map's edge have zero weight and are clamped to stay inside
     rows = (y0[:, None] + torch.arange(max_h)).clamp_(max=height - 1) + rois[order, 0, None].long() * height
     cols = (x0[:, None] + torch.arange(max_w)).clamp_(max=width - 1)
     map_index = rows[:, None, :] * width + cols[:, :, None]
+    # chunks of RoIs: each grows while its windows, padded to its largest member's, stay within
+    # the memory budget and near the members' own size
+    chunks: List[Tuple[int, int, int]] = []  # (count, window_h, window_w)
     first = 0
     while first < num_rois:
-        # grow the chunk while its windows stay within the budget
         last, window_h, window_w = first + 1, host_h[first], host_w[first]
         area = window_h * window_w  # of the members' own windows
         while last < num_rois:
@@ -160,14 +161,15 @@ def _roi_align_grad_cpu(
             if padded * channels > _GRAD_WINDOW_ELEMENTS or padded > _MAX_PADDING * grown_area:
                 break
             last, window_h, window_w, area = last + 1, grown_h, grown_w, grown_area
-        count = last - first
-        # (n, ph, pw, C) -> (n, window_h, pw, C) -> (n, window_w, window_h, C), channels last throughout
-        rows_grad = torch.matmul(weights_y_t[first:last, :window_h], grad[first:last])
-        rows_grad = rows_grad.view(count, window_h, pooled_w, channels).transpose(1, 2)
-        windows = torch.matmul(weights_x_t[first:last, :window_w], rows_grad.reshape(count, pooled_w, -1))
-        index = map_index[first:last, :window_w, :window_h].reshape(-1)
-        grad_input.index_add_(0, index, windows.view(-1, channels))
+        chunks.append((last - first, window_h, window_w))
         first = last
+    counts = [count for count, _, _ in chunks]
+    parts = zip(chunks, weights_y.split(counts), weights_x.split(counts), grad.split(counts), map_index.split(counts))
+    for (_, window_h, window_w), part_y, part_x, part_grad, part_index in parts:
+        # Wy^T @ grad @ Wx of each RoI and channel, channels last: (n, window_w, window_h, C)
+        rows_grad = torch.einsum("nhy,nhwc->nwyc", part_y[..., :window_h], part_grad)
+        windows = torch.einsum("nwyc,nwx->nxyc", rows_grad, part_x[..., :window_w])
+        grad_input.index_add_(0, part_index[:, :window_w, :window_h].reshape(-1), windows.reshape(-1, channels))
     return grad_input.view(num_images, height, width, channels).permute(0, 3, 1, 2)
 
 
@@ -187,7 +189,9 @@ class _ROIAlignCPUFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         (rois,) = ctx.saved_tensors
         compute_dtype = torch.promote_types(grad_output.dtype, torch.float32)
-        grad = _roi_align_grad_cpu(grad_output.to(compute_dtype), rois, ctx.input_shape, *ctx.args)
+        # named for profilers: one kernel's work, dispatched as many small operators
+        with torch.profiler.record_function("mrcnn::roi_align_backward_cpu"):
+            grad = _roi_align_grad_cpu(grad_output.to(compute_dtype), rois, ctx.input_shape, *ctx.args)
         # Channels-last strides whatever the input's: a copy to NCHW would double the largest
         # tensor of the backward pass, and on the CPU the features it flows into are NHWC.
         return grad.to(grad_output.dtype), None, None, None, None, None
