@@ -2,7 +2,8 @@
 
 from fvcore.common.checkpoint import Checkpointer, PeriodicCheckpointer
 
-from .atomic_save import atomic_torch_save, atomic_write, atomic_write_text
+from mrcnn.utils.atomic_save import atomic_torch_save, atomic_write, atomic_write_text
+
 from .detection_checkpoint import DetectionCheckpointer
 
 __all__ = [

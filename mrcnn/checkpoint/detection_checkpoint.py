@@ -17,8 +17,8 @@ from fvcore.common.checkpoint import Checkpointer, _IncompatibleKeys
 from torch import nn
 
 from mrcnn.utils import comm
+from mrcnn.utils.atomic_save import TEMP_SUFFIX, atomic_torch_save, atomic_write_text
 
-from .atomic_save import TEMP_SUFFIX, atomic_torch_save, atomic_write_text
 from .c2_names import align_resnet_names
 from .foreign_weights import SOURCE_KEY, convert_foreign_checkpoint, describe_loading
 from .weights_file import check_weights_match_model, read_weights_file

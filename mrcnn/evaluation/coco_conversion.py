@@ -20,6 +20,7 @@ import pycocotools.mask as mask_util
 
 from mrcnn.data.catalog import DatasetCatalog, MetadataCatalog
 from mrcnn.structures import BoxMode
+from mrcnn.utils.atomic_save import atomic_write_text
 
 __all__ = ["convert_to_coco_dict", "convert_to_coco_json", "dataset_content_hash", "default_coco_cache_dir"]
 
@@ -181,15 +182,8 @@ def convert_to_coco_json(dataset_name: str, cache_dir: Optional[str] = None) -> 
         return path
     coco_dict = convert_to_coco_dict(dataset_name, dataset_dicts)
     os.makedirs(cache_dir, exist_ok=True)
-    # write then rename, so a reader never sees a half-written file
-    fd, tmp_path = tempfile.mkstemp(dir=cache_dir, prefix=f".{safe_name}_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(coco_dict, f)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    # write then rename, so a reader never sees a half-written file; readable as any file written
+    # with open() (the umask's mode, not the temporary file's owner-only one)
+    atomic_write_text(path, json.dumps(coco_dict))
     logger.info(f"Wrote the COCO json of dataset '{dataset_name}' to {path}")
     return path

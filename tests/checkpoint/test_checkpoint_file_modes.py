@@ -10,11 +10,11 @@ from PIL import Image
 from torch import nn
 
 from mrcnn.checkpoint import DetectionCheckpointer, atomic_write_text
-from mrcnn.checkpoint.atomic_save import current_umask
 from mrcnn.config import get_cfg
 from mrcnn.data import DatasetCatalog, MetadataCatalog
 from mrcnn.engine import DefaultTrainer, default_setup
 from mrcnn.evaluation.evaluator import DatasetEvaluator
+from mrcnn.utils.atomic_save import current_umask
 
 
 @pytest.fixture
@@ -100,3 +100,29 @@ def test_config_yaml_and_eval_results_like_the_log(tmp_path, umask, restored_log
     assert _mode(out / "log.txt") == 0o640
     assert _mode(out / "config.yaml") == 0o640
     assert _mode(out / "eval_results.json") == 0o640
+
+
+def test_cached_coco_json_follows_the_umask(tmp_path, umask):
+    from mrcnn.evaluation.coco_conversion import convert_to_coco_json
+
+    umask(0o022)
+    name = "file_modes_coco_cache"
+    DatasetCatalog.register(
+        name,
+        lambda: [
+            {
+                "file_name": "a.png",
+                "height": 8,
+                "width": 8,
+                "image_id": 1,
+                "annotations": [{"bbox": [1, 1, 3, 3], "bbox_mode": 1, "category_id": 0}],
+            }
+        ],
+    )
+    MetadataCatalog.get(name).set(thing_classes=["thing"])
+    try:
+        path = convert_to_coco_json(name, cache_dir=str(tmp_path / "cache"))
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert _mode(path) == 0o644
