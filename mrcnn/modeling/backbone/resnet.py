@@ -1,7 +1,7 @@
 """ResNet-18/34/50/101/152 and ResNeXt with detectron2 parameter names (stem, res2..res5,
 shortcut, convN.norm), optionally dilated res5 (DC5) and deformable 3x3 convs."""
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,22 +63,23 @@ class BasicStem(_FreezableBlock):
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
+def _projection_shortcut(in_channels: int, out_channels: int, stride: int, norm: str) -> Optional[Conv2d]:
+    """The 1×1 conv (with its norm) that projects a block's input onto its output's shape, or None
+    where the input already has that shape."""
+    if in_channels == out_channels and stride == 1:
+        return None
+    return Conv2d(
+        in_channels, out_channels, kernel_size=1, stride=stride, bias=False, norm=get_norm(norm, out_channels)
+    )
+
+
 class BasicBlock(_FreezableBlock):
     """Two 3×3 convs with a residual connection (ResNet-18/34)."""
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, norm: str = "BN"):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.shortcut = None
-        if in_channels != out_channels or stride != 1:
-            self.shortcut = Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size=1,
-                stride=stride,
-                bias=False,
-                norm=get_norm(norm, out_channels),
-            )
+        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
         self.conv1 = Conv2d(
             in_channels,
             out_channels,
@@ -129,16 +130,7 @@ class BottleneckBlock(_FreezableBlock):
     ):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.shortcut = None
-        if in_channels != out_channels or stride != 1:
-            self.shortcut = Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size=1,
-                stride=stride,
-                bias=False,
-                norm=get_norm(norm, out_channels),
-            )
+        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(
             in_channels,
@@ -201,16 +193,7 @@ class DeformBottleneckBlock(_FreezableBlock):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.deform_modulated = deform_modulated
-        self.shortcut = None
-        if in_channels != out_channels or stride != 1:
-            self.shortcut = Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size=1,
-                stride=stride,
-                bias=False,
-                norm=get_norm(norm, out_channels),
-            )
+        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(
             in_channels,
