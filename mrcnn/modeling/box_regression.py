@@ -11,7 +11,13 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch.nn import functional as F
 
-__all__ = ["BOX_REG_LOSS_TYPES", "Box2BoxTransform", "box_regression_loss", "check_box_reg_loss_type"]
+__all__ = [
+    "BOX_REG_LOSS_TYPES",
+    "Box2BoxTransform",
+    "box_regression_loss",
+    "box_regression_loss_of_rows",
+    "check_box_reg_loss_type",
+]
 
 # exp(dw) is capped so that a box grows at most 1000/16 times in one step; larger deltas
 # only come from a diverging model and would overflow to inf.
@@ -63,22 +69,18 @@ class Box2BoxTransform:
         """Deltas (N, 4) that turn ``src_boxes`` (N, 4) into ``target_boxes`` (N, 4), XYXY."""
         if not isinstance(src_boxes, torch.Tensor) or not isinstance(target_boxes, torch.Tensor):
             raise TypeError("get_deltas expects two tensors of shape (N, 4)")
-        src_widths = src_boxes[:, 2] - src_boxes[:, 0]
-        src_heights = src_boxes[:, 3] - src_boxes[:, 1]
-        src_ctr_x = src_boxes[:, 0] + 0.5 * src_widths
-        src_ctr_y = src_boxes[:, 1] + 0.5 * src_heights
+        # x and y side by side: the arithmetic of each coordinate is that of the formulas above
+        src_low = src_boxes[:, :2]
+        src_sizes = src_boxes[:, 2:] - src_low
+        src_centers = src_low + 0.5 * src_sizes
+        target_low = target_boxes[:, :2]
+        target_sizes = target_boxes[:, 2:] - target_low
+        target_centers = target_low + 0.5 * target_sizes
 
-        target_widths = target_boxes[:, 2] - target_boxes[:, 0]
-        target_heights = target_boxes[:, 3] - target_boxes[:, 1]
-        target_ctr_x = target_boxes[:, 0] + 0.5 * target_widths
-        target_ctr_y = target_boxes[:, 1] + 0.5 * target_heights
-
-        wx, wy, ww, wh = self.weights
-        dx = wx * (target_ctr_x - src_ctr_x) / src_widths
-        dy = wy * (target_ctr_y - src_ctr_y) / src_heights
-        dw = ww * torch.log(target_widths / src_widths)
-        dh = wh * torch.log(target_heights / src_heights)
-        return torch.stack((dx, dy, dw, dh), dim=1)
+        center_weights, size_weights = self._paired_weights(src_boxes)
+        center_deltas = center_weights * (target_centers - src_centers) / src_sizes
+        size_deltas = size_weights * torch.log(target_sizes / src_sizes)
+        return torch.cat((center_deltas, size_deltas), dim=1)
 
     def apply_deltas(self, deltas: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Decode ``deltas`` (N, k*4) against ``boxes`` (N, 4) into boxes (N, k*4), XYXY.
@@ -91,27 +93,28 @@ class Box2BoxTransform:
             deltas = deltas.float()
         boxes = boxes.to(deltas.dtype)
 
-        widths = boxes[:, 2] - boxes[:, 0]
-        heights = boxes[:, 3] - boxes[:, 1]
-        ctr_x = boxes[:, 0] + 0.5 * widths
-        ctr_y = boxes[:, 1] + 0.5 * heights
+        low = boxes[:, :2]
+        sizes = boxes[:, 2:] - low
+        centers = low + 0.5 * sizes
+        per_box = deltas.reshape(deltas.shape[0], deltas.shape[1] // 4, 4)  # (N, k, 4)
+        center_weights, size_weights = self._paired_weights(deltas)
+        center_deltas = per_box[..., :2] / center_weights
+        size_deltas = torch.clamp(per_box[..., 2:] / size_weights, max=self.scale_clamp)
 
+        sizes = sizes.unsqueeze(1)
+        predicted_centers = center_deltas * sizes + centers.unsqueeze(1)
+        half_sizes = 0.5 * (torch.exp(size_deltas) * sizes)
+        decoded = torch.cat((predicted_centers - half_sizes, predicted_centers + half_sizes), dim=2)
+        return decoded.reshape(deltas.shape)
+
+    def _paired_weights(self, like: torch.Tensor) -> Tuple[Union[float, torch.Tensor], Union[float, torch.Tensor]]:
+        """(wx, wy) and (ww, wh), each a Python number when its two weights are equal (the usual
+        case, and the arithmetic of a scalar weight exactly), else a tensor of ``like``'s device and dtype."""
         wx, wy, ww, wh = self.weights
-        dx = deltas[:, 0::4] / wx
-        dy = deltas[:, 1::4] / wy
-        dw = torch.clamp(deltas[:, 2::4] / ww, max=self.scale_clamp)
-        dh = torch.clamp(deltas[:, 3::4] / wh, max=self.scale_clamp)
-
-        pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
-        pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
-        pred_w = torch.exp(dw) * widths[:, None]
-        pred_h = torch.exp(dh) * heights[:, None]
-
-        x1 = pred_ctr_x - 0.5 * pred_w
-        y1 = pred_ctr_y - 0.5 * pred_h
-        x2 = pred_ctr_x + 0.5 * pred_w
-        y2 = pred_ctr_y + 0.5 * pred_h
-        return torch.stack((x1, y1, x2, y2), dim=2).reshape(deltas.shape)
+        return (
+            wx if wx == wy else like.new_tensor((wx, wy)),
+            ww if ww == wh else like.new_tensor((ww, wh)),
+        )
 
 
 def _as_tensor_boxes(boxes) -> torch.Tensor:
@@ -155,16 +158,41 @@ def box_regression_loss(
     anchors = _as_tensor_boxes(anchors)
     pred_deltas = _stack_per_image(pred_deltas, dim=1)
     gt_boxes = gt_boxes if isinstance(gt_boxes, torch.Tensor) else torch.stack(list(gt_boxes))
+    # the foreground rows in (image, anchor) order, the order a boolean mask selects in
+    image_index, anchor_index = fg_mask.nonzero(as_tuple=True)
+    return box_regression_loss_of_rows(
+        box2box_transform,
+        anchors[anchor_index],
+        pred_deltas[image_index, anchor_index],
+        gt_boxes[image_index, anchor_index],
+        loss_type=loss_type,
+        smooth_l1_beta=smooth_l1_beta,
+    )
+
+
+def box_regression_loss_of_rows(
+    box2box_transform: Box2BoxTransform,
+    src_boxes: torch.Tensor,
+    pred_deltas: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    loss_type: str = "smooth_l1",
+    smooth_l1_beta: float = 0.0,
+) -> torch.Tensor:
+    """Summed box-regression loss of M rows, each a source box (anchor or proposal) (M, 4), the
+    deltas predicted for it (M, 4) and the ground-truth box it should become (M, 4).
+
+    ``loss_type`` "smooth_l1" compares the deltas (beta below 1e-5 is L1); "giou", "diou" and
+    "ciou" compare the boxes the predicted deltas decode to with the gt boxes.
+    """
     if loss_type == "smooth_l1":
-        gt_deltas = torch.stack([box2box_transform.get_deltas(anchors, boxes) for boxes in gt_boxes])
+        gt_deltas = box2box_transform.get_deltas(src_boxes, gt_boxes)
         if smooth_l1_beta < 1e-5:
             # smooth_l1_loss with beta 0 has a 0/0 in its gradient on some versions.
-            return F.l1_loss(pred_deltas[fg_mask], gt_deltas[fg_mask], reduction="sum")
-        return F.smooth_l1_loss(pred_deltas[fg_mask], gt_deltas[fg_mask], beta=smooth_l1_beta, reduction="sum")
+            return F.l1_loss(pred_deltas, gt_deltas, reduction="sum")
+        return F.smooth_l1_loss(pred_deltas, gt_deltas, beta=smooth_l1_beta, reduction="sum")
+    check_box_reg_loss_type(loss_type, "MODEL.RPN.BBOX_REG_LOSS_TYPE or MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
     import torchvision.ops
 
-    # Decoding is per box, so decoding only the foreground gives the boxes a full decode would.
-    fg_anchors = anchors.unsqueeze(0).expand(fg_mask.shape[0], -1, -1)[fg_mask]
-    pred_boxes = box2box_transform.apply_deltas(pred_deltas[fg_mask], fg_anchors)
+    pred_boxes = box2box_transform.apply_deltas(pred_deltas, src_boxes)
     iou_loss = getattr(torchvision.ops, _IOU_LOSSES[loss_type])
-    return iou_loss(pred_boxes, gt_boxes[fg_mask].to(pred_boxes.dtype), reduction="sum")
+    return iou_loss(pred_boxes, gt_boxes.to(pred_boxes.dtype), reduction="sum")

@@ -51,47 +51,64 @@ class Matcher:
         self.allow_low_quality_matches = allow_low_quality_matches
 
     def __call__(self, match_quality_matrix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Match predictions to ground truth.
+        """Match predictions to ground truth, for one image or a batch of images.
 
         Args:
             match_quality_matrix: (G, N) quality (e.g. IoU) of G ground-truth elements
-                against N predictions.
+                against N predictions, or (B, G, N) for B images at once, where an image with
+                fewer ground truths fills the missing rows with a negative quality (-1): such a
+                row never matches and an image with only such rows is matched as one without
+                ground truth.
 
         Returns:
-            matches: (N,) int64 index of the best ground truth of each prediction (0 when G == 0).
-            match_labels: (N,) int8 label of each prediction (-1 ignore, 0 negative, 1 positive).
+            matches: (N,) or (B, N) int64 index of the best ground truth of each prediction
+                (0 when an image has no ground truth).
+            match_labels: (N,) or (B, N) int8 label of each prediction (-1 ignore, 0 negative,
+                1 positive).
         """
-        if match_quality_matrix.dim() != 2:
-            raise ValueError(f"match_quality_matrix must be (G, N), got shape {tuple(match_quality_matrix.shape)}")
-        num_predictions = match_quality_matrix.shape[1]
+        if match_quality_matrix.dim() not in (2, 3):
+            raise ValueError(
+                f"match_quality_matrix must be (G, N) or (B, G, N), got shape {tuple(match_quality_matrix.shape)}"
+            )
+        num_gt, num_predictions = match_quality_matrix.shape[-2:]
         device = match_quality_matrix.device
-        if match_quality_matrix.shape[0] == 0 or num_predictions == 0:
+        if num_gt == 0 or num_predictions == 0:
             # No ground truth: every prediction falls in the lowest interval (negative with
             # the usual labels), which is what makes background-only images train the RPN.
-            matches = torch.zeros(num_predictions, dtype=torch.int64, device=device)
-            match_labels = torch.full((num_predictions,), self.labels[0], dtype=torch.int8, device=device)
+            shape = match_quality_matrix.shape[:-2] + (num_predictions,)
+            matches = torch.zeros(shape, dtype=torch.int64, device=device)
+            match_labels = torch.full(shape, self.labels[0], dtype=torch.int8, device=device)
             return matches, match_labels
 
-        matched_vals, matches = match_quality_matrix.max(dim=0)
-        match_labels = torch.zeros(num_predictions, dtype=torch.int8, device=device)
-        for label, low, high in zip(self.labels, self.thresholds[:-1], self.thresholds[1:]):
-            in_interval = (matched_vals >= low) & (matched_vals < high)
-            match_labels[in_interval] = label
+        matched_vals, matches = match_quality_matrix.max(dim=-2)
+        # Each interval [low, high) gets its label, set with torch.where rather than through
+        # boolean masks so that no count of predictions has to reach the host: the first label
+        # below the first threshold (a missing ground truth's -1 included), then, threshold by
+        # threshold upwards, the label from there on where it changes. A NaN quality, in no
+        # interval, keeps 0; qualities are finite (IoUs).
+        match_labels = torch.zeros_like(matches, dtype=torch.int8)
+        thresholds = self.thresholds[1:-1]
+        if self.labels[0] != 0:
+            match_labels = torch.where(matched_vals < thresholds[0], self.labels[0], match_labels)
+        label_from_here = 0
+        for label, low in zip(self.labels[1:], thresholds):
+            if label != label_from_here:
+                match_labels = torch.where(matched_vals >= low, label, match_labels)
+                label_from_here = label
 
         if self.allow_low_quality_matches:
-            self._set_low_quality_matches(match_labels, match_quality_matrix)
+            match_labels = self._set_low_quality_matches(match_labels, match_quality_matrix)
         return matches, match_labels
 
     @staticmethod
-    def _set_low_quality_matches(match_labels: torch.Tensor, match_quality_matrix: torch.Tensor) -> None:
-        """Label positive every prediction that reaches some ground truth's best quality.
+    def _set_low_quality_matches(match_labels: torch.Tensor, match_quality_matrix: torch.Tensor) -> torch.Tensor:
+        """``match_labels`` with every prediction that reaches some ground truth's best quality positive.
 
         The prediction keeps its own best ground truth as its match (the argmax), as in
-        Faster R-CNN. A ground truth that overlaps nothing (best quality 0) is skipped:
-        otherwise every prediction with zero overlap would become positive.
+        Faster R-CNN. A ground truth that overlaps nothing (best quality 0, or the negative
+        quality of a missing one) is skipped: otherwise every prediction with zero overlap
+        would become positive.
         """
-        highest_quality_foreach_gt = match_quality_matrix.max(dim=1).values
-        reaches_best = match_quality_matrix == highest_quality_foreach_gt[:, None]
-        reaches_best &= highest_quality_foreach_gt[:, None] > 0
-        pred_inds = reaches_best.any(dim=0).nonzero(as_tuple=True)[0]
-        match_labels[pred_inds] = 1
+        highest_quality_foreach_gt = match_quality_matrix.max(dim=-1, keepdim=True).values
+        reaches_best = (match_quality_matrix == highest_quality_foreach_gt) & (highest_quality_foreach_gt > 0)
+        return torch.where(reaches_best.any(dim=-2), 1, match_labels)

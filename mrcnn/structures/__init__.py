@@ -1,6 +1,6 @@
 """Data structures passed between stages: boxes, per-image instances, padded image batches, masks."""
 
-from .boxes import Boxes, BoxMode, pairwise_intersection, pairwise_ioa, pairwise_iou
+from .boxes import Boxes, BoxMode, pairwise_intersection, pairwise_ioa, pairwise_iou, pairwise_iou_tensors
 from .image_list import ImageList
 from .instances import Instances
 from .masks import BitMasks, PolygonMasks, polygons_to_bitmask
@@ -15,5 +15,6 @@ __all__ = [
     "pairwise_intersection",
     "pairwise_ioa",
     "pairwise_iou",
+    "pairwise_iou_tensors",
     "polygons_to_bitmask",
 ]

@@ -7,7 +7,6 @@ from typing import Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
 BoxLike = Union[List[float], Tuple[float, ...], np.ndarray, torch.Tensor]
 
@@ -164,7 +163,23 @@ def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
 
 def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     """Intersection over union of every pair, (N, M); 0 where the union is empty."""
-    iou = box_iou(boxes1.tensor, boxes2.tensor)
+    return pairwise_iou_tensors(boxes1.tensor, boxes2.tensor)
+
+
+def pairwise_iou_tensors(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of XYXY boxes (..., N, 4) against (..., M, 4), leading dims broadcast: (..., N, M);
+    0 where the union is empty.
+
+    The same arithmetic as torchvision's ``box_iou`` (so the same values, bit for bit) in fewer
+    operations, and over a batch of images at once.
+    """
+    boxes1, boxes2 = boxes1.unsqueeze(-2), boxes2.unsqueeze(-3)  # (..., N, 1, 4), (..., 1, M, 4)
+    low1, high1 = boxes1[..., :2], boxes1[..., 2:]
+    low2, high2 = boxes2[..., :2], boxes2[..., 2:]
+    area1 = (high1 - low1).prod(dim=-1)  # (..., N, 1)
+    area2 = (high2 - low2).prod(dim=-1)  # (..., 1, M)
+    inter = (torch.min(high1, high2) - torch.max(low1, low2)).clamp(min=0).prod(dim=-1)
+    iou = inter / (area1 + area2 - inter)
     # degenerate boxes make 0/0; call that no overlap
     return torch.nan_to_num(iou, nan=0.0)
 

@@ -76,3 +76,24 @@ def test_bad_configuration_is_rejected():
         Matcher([0.7, 0.3], [0, -1, 1])
     with pytest.raises(ValueError, match="-1, 0 or 1"):
         Matcher([0.5], [0, 2])
+
+
+def test_batch_of_images_with_missing_ground_truth_rows():
+    """(B, G, N) with -1 rows where an image has fewer ground truths: each image matched as alone,
+    an image with no real row as one without ground truth; int8 labels."""
+    generator = torch.Generator().manual_seed(0)
+    first = (torch.rand(3, 40, generator=generator) * 10).round() / 10  # ties included
+    second = (torch.rand(1, 40, generator=generator) * 10).round() / 10
+    missing = torch.full((2, 40), -1.0)
+    batch = torch.stack([first, torch.cat([second, missing]), torch.full((3, 40), -1.0)])
+    for matcher in [
+        Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True),
+        Matcher([0.5], [0, 1]),
+        Matcher([0.4, 0.6], [-1, 0, 1]),
+    ]:
+        matches, labels = matcher(batch)
+        assert labels.dtype == torch.int8 and matches.shape == labels.shape == (3, 40)
+        for index, alone in enumerate([first, second, torch.zeros(0, 40)]):
+            expected_matches, expected_labels = matcher(alone)
+            assert torch.equal(matches[index], expected_matches)
+            assert torch.equal(labels[index], expected_labels)

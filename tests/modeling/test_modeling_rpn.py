@@ -338,3 +338,86 @@ def test_decoding_only_the_top_anchors_equals_decoding_all(training):
         assert len(mine) == len(theirs) > 0
         torch.testing.assert_close(mine.proposal_boxes.tensor, theirs.proposal_boxes.tensor, rtol=0, atol=1e-5)
         assert torch.equal(mine.objectness_logits, theirs.objectness_logits)
+
+
+def test_training_losses_equal_the_per_image_labelling_and_losses():
+    """The forward's batched matching, sampling and losses give, for one seed, the losses of
+    label_and_sample_anchors + losses (lists per image), bit for bit, and the same draws."""
+    rpn = build_proposal_generator(_cfg(BATCH_SIZE_PER_IMAGE=64, BBOX_REG_WEIGHTS=(10.0, 10.0, 5.0, 5.0)), INPUT_SHAPE)
+    _randomize_head(rpn)
+    rpn.train()
+    images, features = _inputs()
+    gt = _gt()
+    gt.append(Instances(IMAGE_SIZES[1], gt_boxes=Boxes(torch.zeros(0, 4))))  # an image without ground truth
+    images = ImageList(torch.zeros(3, 3, 64, 64), IMAGE_SIZES + [IMAGE_SIZES[1]])
+    features = {name: torch.cat([value, value[:1]]) for name, value in features.items()}
+    torch.manual_seed(5)
+    _, losses = rpn(images, features, gt)
+    after_forward = torch.rand(1)
+
+    feature_list = [features[name] for name in ("p2", "p3")]
+    anchors = rpn.anchor_generator(feature_list)
+    logits, deltas = rpn.rpn_head(feature_list)
+    logits = [score.permute(0, 2, 3, 1).flatten(1) for score in logits]
+    deltas = [d.view(3, -1, 4, d.shape[-2], d.shape[-1]).permute(0, 3, 4, 1, 2).flatten(1, -2) for d in deltas]
+    torch.manual_seed(5)
+    labels, matched = rpn.label_and_sample_anchors(anchors, gt)
+    assert torch.equal(torch.rand(1), after_forward)
+    expected = rpn.losses(anchors, logits, labels, deltas, matched)
+    assert int((labels[2] == 1).sum()) == 0 and int((labels[2] == 0).sum()) == 64
+    for name in ("loss_rpn_cls", "loss_rpn_loc"):
+        assert torch.equal(losses[name], expected[name]), name
+
+
+def _reference_selection(boxes, logits, level_sizes, image_sizes, nms_thresh, post_nms_topk, min_size, ranking):
+    """Proposal selection one image at a time: drop non-finite, clip, drop small, torchvision's batched_nms."""
+    from torchvision.ops import batched_nms
+
+    levels = torch.cat([torch.full((size,), level) for level, size in enumerate(level_sizes)])
+    results = []
+    for image_boxes, image_logits, (height, width) in zip(boxes, logits, image_sizes):
+        keep = torch.isfinite(image_boxes).all(dim=1) & torch.isfinite(image_logits)
+        image_boxes, image_logits, image_levels = image_boxes[keep], image_logits[keep], levels[keep]
+        x = image_boxes[:, 0::2].clamp(min=0, max=width)
+        y = image_boxes[:, 1::2].clamp(min=0, max=height)
+        image_boxes = torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), dim=1)
+        sizes = image_boxes[:, 2:] - image_boxes[:, :2]
+        keep = (sizes >= min_size).all(dim=1) if min_size > 0 else (sizes > 0).all(dim=1)
+        image_boxes, image_logits, image_levels = image_boxes[keep], image_logits[keep], image_levels[keep]
+        scores = image_logits.sigmoid() if ranking == "probability" else image_logits
+        keep = batched_nms(image_boxes, scores, image_levels, nms_thresh)[:post_nms_topk]
+        results.append((image_boxes[keep], image_logits[keep]))
+    return results
+
+
+@pytest.mark.parametrize("num_candidates", [120, 1400])  # one NMS over shifted levels / one per level
+@pytest.mark.parametrize("ranking", ["logit", "probability"])
+def test_batched_selection_equals_selection_image_by_image(num_candidates, ranking):
+    """Clipping, filtering and NMS of all images at once keep, per image, torchvision's proposals in
+    torchvision's order, saturated probabilities (ties) and non-finite or empty boxes included."""
+    from mrcnn.modeling.proposal_generator import select_rpn_proposals
+
+    generator = torch.Generator().manual_seed(num_candidates)
+    level_sizes = [num_candidates // 2, num_candidates // 3, num_candidates - num_candidates // 2 - num_candidates // 3]
+    image_sizes = [(60, 80), (50, 44), (60, 80)]
+    centres = torch.rand(3, num_candidates, 2, generator=generator) * 90 - 5
+    sides = torch.rand(3, num_candidates, 2, generator=generator) * 30
+    boxes = torch.cat([centres - sides / 2, centres + sides / 2], dim=2)
+    boxes[0, :10, 2:] = boxes[0, :10, :2]  # empty boxes
+    boxes[1, 5, 0] = float("nan")
+    boxes[2, 7, 3] = float("inf")
+    logits = torch.randn(3, num_candidates, generator=generator) * 30  # many saturate: ties
+    for start, size in zip(torch.tensor([0] + level_sizes[:-1]).cumsum(0).tolist(), level_sizes):
+        logits[:, start : start + size] = logits[:, start : start + size].sort(dim=1, descending=True).values
+    logits[1, 3] = float("-inf")
+    args = (level_sizes, image_sizes, 0.7, 80, 1e-3)
+    results = select_rpn_proposals(boxes, logits, *args, training=False, ranking=ranking)
+    expected = _reference_selection(boxes, logits, *args, ranking)
+    for result, (expected_boxes, expected_logits), size in zip(results, expected, image_sizes):
+        assert result.image_size == size and len(result) > 20
+        assert torch.equal(result.proposal_boxes.tensor, expected_boxes)
+        assert torch.equal(result.objectness_logits, expected_logits)
+    if ranking == "probability":
+        assert (results[0].objectness_logits.sigmoid() == 1.0).sum() >= 10
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        select_rpn_proposals(boxes, logits, *args, training=True, ranking=ranking)

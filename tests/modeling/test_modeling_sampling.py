@@ -44,3 +44,28 @@ def test_seeded_global_rng_is_reproducible():
     torch.manual_seed(7)
     second = subsample_labels(labels, 32, 0.5, bg_label=0)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_batched_sampling_draws_what_per_row_sampling_draws():
+    """Rows sampled at once give the indices, counts and random-number state of one call per row
+    (positives then negatives, row by row); padded rows (-1) and empty rows sample nothing."""
+    from mrcnn.modeling.sampling import subsample_labels_batched
+
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.randint(-1, 4, (4, 300), generator=generator)
+    labels[1, 120:] = -1  # a shorter row, padded
+    labels[2] = -1  # nothing to sample
+    labels[3, :290] = 3  # almost only background
+    for num_samples, fraction, bg_label in [(64, 0.25, 3), (256, 0.5, 0), (1000, 1.0, 3)]:
+        torch.manual_seed(11)
+        expected = [subsample_labels(row, num_samples, fraction, bg_label) for row in labels]
+        state_after_rows = torch.get_rng_state()
+        torch.manual_seed(11)
+        sampled, num_positive, num_negative = subsample_labels_batched(labels, num_samples, fraction, bg_label)
+        assert torch.equal(torch.get_rng_state(), state_after_rows)
+        width = labels.shape[1]
+        flat = [part + row * width for row, (pos, neg) in enumerate(expected) for part in (pos, neg)]
+        assert torch.equal(sampled, torch.cat(flat))
+        assert num_positive == [len(pos) for pos, _ in expected]
+        assert num_negative == [len(neg) for _, neg in expected]
+    assert num_positive[2] == num_negative[2] == 0

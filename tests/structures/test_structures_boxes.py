@@ -86,3 +86,26 @@ def test_indexing_cat_and_empty():
 def test_bad_shape_is_rejected():
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         Boxes(torch.zeros(3, 5))
+
+
+def test_pairwise_iou_tensors_is_torchvisions_box_iou_over_a_batch():
+    """Bit for bit torchvision's box_iou (0 where the union is empty), for every image of a batch."""
+    from torchvision.ops import box_iou
+
+    from mrcnn.structures import pairwise_iou_tensors
+
+    generator = torch.Generator().manual_seed(0)
+    boxes1 = torch.rand(2, 6, 4, generator=generator) * 50
+    boxes1[..., 2:] += boxes1[..., :2]
+    boxes1[0, 0] = torch.tensor([3.0, 3.0, 3.0, 3.0])  # degenerate
+    boxes2 = torch.rand(30, 4, generator=generator) * 60
+    boxes2[:, 2:] += boxes2[:, :2] * torch.rand(30, 2, generator=generator)
+    boxes2[0] = boxes1[0, 0]
+    iou = pairwise_iou_tensors(boxes1, boxes2)
+    assert iou.shape == (2, 6, 30)
+    for image in range(2):
+        expected = torch.nan_to_num(box_iou(boxes1[image], boxes2), nan=0.0)
+        assert torch.equal(iou[image], expected)
+        assert torch.equal(pairwise_iou(Boxes(boxes1[image]), Boxes(boxes2)), expected)
+    assert iou[0, 0, 0] == 0.0
+    assert pairwise_iou_tensors(boxes1, boxes2[:0]).shape == (2, 6, 0)

@@ -1,37 +1,39 @@
 """Selecting the final RPN proposals of each image: top-k per level, clip, filter, NMS."""
 
-from typing import List, Tuple
+import functools
+import itertools
+from typing import List, Sequence, Tuple
 
 import torch
 
-from mrcnn.layers import batched_nms
+from mrcnn.layers import nms
 from mrcnn.structures import Boxes, Instances
 
-__all__ = ["PROPOSAL_RANKINGS", "find_top_rpn_proposals", "proposal_scores"]
+from ..cached_tensors import cached_tensor
+
+__all__ = ["PROPOSAL_RANKINGS", "find_top_rpn_proposals", "proposal_scores", "select_rpn_proposals"]
 
 # what NMS and the post-NMS top-k rank proposals by (see find_top_rpn_proposals)
 PROPOSAL_RANKINGS = ("logit", "probability")
 
-
-def _clip_to_image(boxes: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
-    """Clamp XYXY boxes (R, 4) into an image of size (height, width)."""
-    height, width = image_size
-    x = boxes[:, 0::2].clamp(min=0, max=width)
-    y = boxes[:, 1::2].clamp(min=0, max=height)
-    return torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), dim=1)
+# torchvision's batched_nms runs one NMS per level above this many box coordinates (CPU, other
+# devices) and one NMS over level-shifted boxes below; the two differ in float rounding and in
+# the order of equal scores, so the proposals follow the same rule to stay torchvision's
+_PER_LEVEL_NMS_ABOVE = {"cpu": 4000}
+_PER_LEVEL_NMS_ABOVE_OTHER_DEVICES = 100_000
 
 
-def _large_enough(boxes: torch.Tensor, min_box_size: float) -> torch.Tensor:
-    """(R,) bool mask of boxes whose width and height are both at least ``min_box_size``.
+@functools.lru_cache(maxsize=64)
+def _level_ids(level_sizes: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(sum(level_sizes),) float32 level index of each candidate, levels in order (cached: constant
+    for a given image size; made outside inference mode, see cached_tensors)."""
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.cat([torch.full((size,), float(level), device=device) for level, size in enumerate(level_sizes)])
 
-    With ``min_box_size`` 0 the mask keeps only boxes of positive width and height:
-    a zero-size box has no IoU with anything and only wastes a slot after NMS.
-    """
-    widths = boxes[:, 2] - boxes[:, 0]
-    heights = boxes[:, 3] - boxes[:, 1]
-    if min_box_size > 0:
-        return (widths >= min_box_size) & (heights >= min_box_size)
-    return (widths > 0) & (heights > 0)
+
+def _level_ends(level_sizes: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(L,) int64 index of the last candidate of each level."""
+    return cached_tensor(tuple(itertools.accumulate(level_sizes, initial=-1))[1:], torch.int64, device)
 
 
 def proposal_scores(logits: torch.Tensor, ranking: str) -> torch.Tensor:
@@ -40,7 +42,9 @@ def proposal_scores(logits: torch.Tensor, ranking: str) -> torch.Tensor:
     if ranking == "logit":
         return logits
     if ranking == "probability":
-        return logits.to(torch.promote_types(logits.dtype, torch.float32)).sigmoid()
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()
+        return logits.sigmoid()
     raise ValueError(f"Unknown proposal ranking {ranking!r}; valid: {list(PROPOSAL_RANKINGS)}")
 
 
@@ -68,9 +72,12 @@ def find_top_rpn_proposals(
 
     ``ranking`` "logit" (detectron2) ranks by the logits. "probability" (torchvision) ranks
     NMS and the final top-k by the float32 sigmoid: logits above about 17 all give 1.0, and
-    equal probabilities keep their order in the candidate list (NMS sorts stably), which is
-    each level's boxes in descending logit order, levels in order. A level handed over
-    already in descending order (the RPN's top-k) keeps its order.
+    equal probabilities are ordered as torchvision's ``batched_nms`` orders them: in their
+    order in the candidate list (each level's boxes in descending logit order, levels in
+    order) when one NMS runs over level-shifted boxes, as it does for up to 1000 candidates of
+    an image on the CPU (25000 on a GPU); by the order its final sort of the kept scores gives
+    them when it runs one NMS per level. A level handed over already in descending order (the
+    RPN's top-k) keeps its order.
 
     Args:
         proposals: per level, (N, Hi*Wi*A, 4) decoded boxes.
@@ -79,7 +86,7 @@ def find_top_rpn_proposals(
         nms_thresh: IoU threshold of the per-level NMS.
         pre_nms_topk: boxes kept per level before NMS.
         post_nms_topk: boxes kept per image after NMS.
-        min_box_size: smallest width / height kept, in input pixels (see ``_large_enough``).
+        min_box_size: smallest width / height kept, in input pixels (see ``select_rpn_proposals``).
         training: whether non-finite predictions must raise (they mean training diverged).
         ranking: "logit" or "probability", see above.
 
@@ -89,49 +96,161 @@ def find_top_rpn_proposals(
     if ranking not in PROPOSAL_RANKINGS:
         raise ValueError(f"Unknown proposal ranking {ranking!r}; valid: {list(PROPOSAL_RANKINGS)}")
     num_images = len(image_sizes)
-    device = proposals[0].device
-    batch_index = torch.arange(num_images, device=device)[:, None]
+    batch_index = torch.arange(num_images, device=proposals[0].device)[:, None]
 
-    topk_proposals, topk_logits, level_ids = [], [], []
-    for level, (level_proposals, level_logits) in enumerate(zip(proposals, pred_objectness_logits)):
+    topk_proposals, topk_logits = [], []
+    for level_proposals, level_logits in zip(proposals, pred_objectness_logits):
         num_kept = min(pre_nms_topk, level_logits.shape[1])
         if num_kept == level_logits.shape[1] and (ranking == "logit" or _is_descending(level_logits)):
-            # every box is kept (the RPN hands over levels already cut to pre_nms_topk): ranked
-            # by logit the order does not matter, NMS sorts by score; ranked by probability the
-            # order breaks ties, and a level in descending order is what top-k would give
+            # every box is kept: ranked by logit the order does not matter, NMS sorts by score;
+            # ranked by probability the order breaks ties, and a level in descending order is
+            # what top-k would give
             topk_proposals.append(level_proposals)
             topk_logits.append(level_logits)
         else:
             level_topk_logits, topk_index = level_logits.topk(num_kept, dim=1)
             topk_proposals.append(level_proposals[batch_index, topk_index])
             topk_logits.append(level_topk_logits)
-        level_ids.append(torch.full((num_kept,), level, dtype=torch.int64, device=device))
-    topk_proposals = torch.cat(topk_proposals, dim=1)
-    topk_logits = torch.cat(topk_logits, dim=1)
-    level_ids = torch.cat(level_ids, dim=0)
+    return select_rpn_proposals(
+        torch.cat(topk_proposals, dim=1),
+        torch.cat(topk_logits, dim=1),
+        [logits.shape[1] for logits in topk_logits],
+        image_sizes,
+        nms_thresh,
+        post_nms_topk,
+        min_box_size,
+        training,
+        ranking,
+    )
+
+
+def select_rpn_proposals(
+    boxes: torch.Tensor,
+    logits: torch.Tensor,
+    level_sizes: Sequence[int],
+    image_sizes: List[Tuple[int, int]],
+    nms_thresh: float,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+    ranking: str = "logit",
+) -> List[Instances]:
+    """The proposals of each image from its pre-NMS candidates: without non-finite ones, clipped
+    to the image, without boxes smaller than ``min_box_size`` (0: without empty boxes), NMS within
+    each level, the ``post_nms_topk`` best (see ``find_top_rpn_proposals``).
+
+    The whole batch is clipped and filtered at once, and how many candidates of each image and
+    level survive crosses to the host once (NMS needs it); each image then runs the NMS that
+    torchvision's ``batched_nms`` runs on its candidates.
+
+    Args:
+        boxes: (N, C, 4) decoded candidate boxes of every image, level after level.
+        logits: (N, C) their objectness logits.
+        level_sizes: candidates per level, summing to C.
+        image_sizes: N (height, width) of the unpadded images.
+        nms_thresh, post_nms_topk, min_box_size, training, ranking: see ``find_top_rpn_proposals``.
+    """
+    if ranking not in PROPOSAL_RANKINGS:
+        raise ValueError(f"Unknown proposal ranking {ranking!r}; valid: {list(PROPOSAL_RANKINGS)}")
+    level_sizes = tuple(int(size) for size in level_sizes)
+    num_images, num_candidates = logits.shape
+    device = boxes.device
+
+    finite = torch.isfinite(boxes).all(dim=2) & torch.isfinite(logits)
+    boxes = _clip_to_images(boxes, image_sizes)
+    sizes = boxes[..., 2:] - boxes[..., :2]
+    # with min_box_size 0 only boxes of positive width and height: a zero-size box has no IoU
+    # with anything and only wastes a slot after NMS
+    large_enough = (sizes >= min_box_size) if min_box_size > 0 else (sizes > 0)
+    valid = large_enough.all(dim=2) & finite
+
+    # candidates kept per image and level (and, in training, the finite ones), as running counts
+    counted = torch.stack((valid, finite)) if training else valid[None]
+    running_counts = counted.cumsum(dim=2)[..., _level_ends(level_sizes, device)].tolist()
+    if training and any(counts[-1] != num_candidates for counts in running_counts[1]):
+        raise FloatingPointError("RPN predicted non-finite proposal boxes or objectness logits: training has diverged")
+    kept_per_level = [[end - start for start, end in zip([0] + counts[:-1], counts)] for counts in running_counts[0]]
+    kept_per_image = [counts[-1] for counts in running_counts[0]]
+
+    level_ids = None
+    if sum(kept_per_image) == num_images * num_candidates:
+        boxes, logits = boxes.flatten(0, 1), logits.flatten()
+        if any(_shifted_boxes_nms(4 * kept, device) for kept in kept_per_image):
+            level_ids = _level_ids(level_sizes, device).repeat(num_images)
+    else:
+        image_index, candidate_index = torch.nonzero_static(valid, size=sum(kept_per_image)).unbind(1)
+        boxes, logits = boxes[image_index, candidate_index], logits[image_index, candidate_index]
+        if any(_shifted_boxes_nms(4 * kept, device) for kept in kept_per_image):
+            level_ids = _level_ids(level_sizes, device)[candidate_index]
+    # NMS compares float32 boxes and scores, as torchvision's batched_nms casts them
+    scores = _as_float32(proposal_scores(logits, ranking))
+    nms_boxes = _as_float32(boxes)
 
     results = []
-    for image_index, image_size in enumerate(image_sizes):
-        boxes = topk_proposals[image_index]
-        logits = topk_logits[image_index]
-        levels = level_ids
-
-        finite = torch.isfinite(boxes).all(dim=1) & torch.isfinite(logits)
-        if not bool(finite.all()):
-            if training:
-                raise FloatingPointError(
-                    "RPN predicted non-finite proposal boxes or objectness logits: training has diverged"
-                )
-            boxes, logits, levels = boxes[finite], logits[finite], levels[finite]
-
-        boxes = _clip_to_image(boxes, image_size)
-        keep = _large_enough(boxes, min_box_size)
-        if not bool(keep.all()):
-            boxes, logits, levels = boxes[keep], logits[keep], levels[keep]
-
-        keep = batched_nms(boxes, proposal_scores(logits, ranking), levels, nms_thresh)[:post_nms_topk]
+    per_image, split = [], {}  # each distinct tensor split into images once
+    for values in (boxes, nms_boxes, scores, logits, level_ids):
+        if values is None:
+            per_image.append([None] * num_images)
+            continue
+        if id(values) not in split:
+            split[id(values)] = values.split(kept_per_image)
+        per_image.append(split[id(values)])
+    for image_size, per_level, image_boxes, image_nms_boxes, image_scores, image_logits, image_level_ids in zip(
+        image_sizes, kept_per_level, *per_image
+    ):
+        if len(image_boxes) == 0:
+            keep = torch.empty(0, dtype=torch.int64, device=device)
+        elif _shifted_boxes_nms(image_boxes.numel(), device):
+            keep = _nms_of_shifted_levels(image_nms_boxes, image_scores, image_level_ids, nms_thresh)
+        else:
+            keep = _nms_per_level(image_nms_boxes, image_scores, per_level, nms_thresh)
+        keep = keep[:post_nms_topk]
         result = Instances(image_size)
-        result.proposal_boxes = Boxes(boxes[keep])
-        result.objectness_logits = logits[keep]
+        result.proposal_boxes = Boxes(image_boxes[keep])
+        result.objectness_logits = image_logits[keep]
         results.append(result)
     return results
+
+
+def _as_float32(values: torch.Tensor) -> torch.Tensor:
+    return values if values.dtype == torch.float32 else values.float()
+
+
+def _clip_to_images(boxes: torch.Tensor, image_sizes: List[Tuple[int, int]]) -> torch.Tensor:
+    """Clamp XYXY boxes (N, C, 4) into their images: x into [0, width], y into [0, height]."""
+    if len(set(image_sizes)) == 1:
+        height, width = image_sizes[0]
+        limits = boxes.new_tensor((width, height, width, height))
+    else:
+        limits = boxes.new_tensor([(width, height, width, height) for height, width in image_sizes])[:, None]
+    return boxes.clamp(min=0).minimum(limits)
+
+
+def _shifted_boxes_nms(num_coordinates: int, device: torch.device) -> bool:
+    """Whether torchvision's batched_nms would take its one-NMS path for this many coordinates."""
+    threshold = _PER_LEVEL_NMS_ABOVE.get(device.type, _PER_LEVEL_NMS_ABOVE_OTHER_DEVICES)
+    return num_coordinates <= threshold or torch.jit.is_tracing()
+
+
+def _nms_of_shifted_levels(
+    boxes: torch.Tensor, scores: torch.Tensor, level_ids: torch.Tensor, nms_thresh: float
+) -> torch.Tensor:
+    """One NMS over boxes (K, 4) shifted level by level far enough apart not to overlap: indices
+    kept, by decreasing score (equal scores in candidate order)."""
+    offsets = level_ids * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, nms_thresh)
+
+
+def _nms_per_level(
+    boxes: torch.Tensor, scores: torch.Tensor, level_counts: List[int], nms_thresh: float
+) -> torch.Tensor:
+    """One NMS per level over boxes (K, 4) sorted by level with ``level_counts`` per level: the
+    kept indices, in ascending order sorted by decreasing score (the sort torchvision applies)."""
+    kept, start = [], 0
+    for level_boxes, level_scores, count in zip(boxes.split(level_counts), scores.split(level_counts), level_counts):
+        if count > 0:
+            level_kept = nms(level_boxes, level_scores, nms_thresh)
+            kept.append(level_kept + start if start else level_kept)
+        start += count
+    kept = torch.cat(kept).sort().values
+    return kept[scores[kept].sort(descending=True).indices]

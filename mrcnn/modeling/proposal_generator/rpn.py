@@ -1,20 +1,28 @@
 """The Region Proposal Network: anchors + head, anchor labelling and losses, proposal selection."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from mrcnn.config import configurable
-from mrcnn.structures import Boxes, ImageList, Instances, pairwise_iou
+from mrcnn.layers import cat
+from mrcnn.structures import Boxes, ImageList, Instances, pairwise_iou_tensors
 
-from ..box_regression import Box2BoxTransform, box_regression_loss, check_box_reg_loss_type
+from ..box_regression import (
+    Box2BoxTransform,
+    box_regression_loss,
+    box_regression_loss_of_rows,
+    check_box_reg_loss_type,
+)
+from ..cached_tensors import cached_arange
 from ..matcher import Matcher
-from ..sampling import subsample_labels
+from ..padded_targets import pad_per_image, padding_mask
+from ..sampling import subsample_labels_batched
 from .anchor_generator import build_anchor_generator
 from .build import PROPOSAL_GENERATOR_REGISTRY
-from .proposal_utils import PROPOSAL_RANKINGS, find_top_rpn_proposals
+from .proposal_utils import PROPOSAL_RANKINGS, select_rpn_proposals
 from .rpn_head import build_rpn_head
 
 __all__ = ["RPN"]
@@ -134,14 +142,6 @@ class RPN(nn.Module):
             "proposal_ranking": rpn.PROPOSAL_RANKING,
         }
 
-    def _subsample_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Keep a random ``batch_size_per_image`` of the labels; the rest become -1 (ignored)."""
-        pos_idx, neg_idx = subsample_labels(labels, self.batch_size_per_image, self.positive_fraction, bg_label=0)
-        sampled = torch.full_like(labels, -1)
-        sampled[pos_idx] = 1
-        sampled[neg_idx] = 0
-        return sampled
-
     @torch.no_grad()
     def label_and_sample_anchors(
         self, anchors: List[Boxes], gt_instances: List[Instances]
@@ -158,28 +158,40 @@ class RPN(nn.Module):
             matched_gt_boxes: per image, (R, 4) the ground-truth box matched to each anchor
                 (meaningful for positives only).
         """
-        anchors = Boxes.cat(anchors)
-        gt_labels, matched_gt_boxes = [], []
+        targets = self._match_and_sample_anchors(cat([level.tensor for level in anchors]), gt_instances)
+        num_images = len(gt_instances)
+        if targets.gt_boxes.shape[1] == 0:
+            matched = targets.gt_boxes.new_zeros(targets.matches.shape + (targets.gt_boxes.shape[2],))
+        else:
+            matched = targets.gt_boxes[cached_arange(0, num_images, targets.matches.device)[:, None], targets.matches]
+        return list(targets.labels.to(torch.int64).unbind(0)), list(matched.unbind(0))
+
+    @torch.no_grad()
+    def _match_and_sample_anchors(self, anchors: torch.Tensor, gt_instances: List[Instances]) -> "_AnchorTargets":
+        """Match the anchors (R, 4) of all images to their ground truth at once and sample them
+        (see ``label_and_sample_anchors``); the random draws are those of one image at a time."""
         for instances in gt_instances:
             if not instances.has("gt_boxes"):
                 raise KeyError("RPN training needs ground truth Instances with a 'gt_boxes' field")
-            gt_boxes = instances.gt_boxes
-            match_quality_matrix = pairwise_iou(gt_boxes, anchors)
-            matched_idxs, labels = self.anchor_matcher(match_quality_matrix)
-            labels = labels.to(device=anchors.tensor.device, dtype=torch.int64)
+        gt_boxes, num_gt = pad_per_image([instances.gt_boxes.tensor for instances in gt_instances])
+        match_quality = pairwise_iou_tensors(gt_boxes, anchors)  # (N, G, R)
+        if min(num_gt) < gt_boxes.shape[1]:
+            # a missing ground truth never matches (see Matcher)
+            match_quality = torch.where(padding_mask(num_gt, anchors.device)[:, :, None], match_quality, -1.0)
+        matches, labels = self.anchor_matcher(match_quality)  # (N, R) each
 
-            if self.anchor_boundary_thresh >= 0:
-                inside = anchors.inside_box(instances.image_size, self.anchor_boundary_thresh)
-                labels[~inside] = -1
-            labels = self._subsample_labels(labels)
-
-            if len(gt_boxes) == 0:
-                matched = torch.zeros_like(anchors.tensor)
-            else:
-                matched = gt_boxes.tensor[matched_idxs]
-            gt_labels.append(labels)
-            matched_gt_boxes.append(matched)
-        return gt_labels, matched_gt_boxes
+        if self.anchor_boundary_thresh >= 0:
+            anchor_boxes = Boxes(anchors)
+            inside = torch.stack(
+                [anchor_boxes.inside_box(i.image_size, self.anchor_boundary_thresh) for i in gt_instances]
+            )
+            labels = torch.where(inside, labels, -1)
+        sampled, num_positive, num_negative = subsample_labels_batched(
+            labels, self.batch_size_per_image, self.positive_fraction, bg_label=0
+        )
+        flat_labels = labels.flatten()
+        sampled_labels = torch.full_like(flat_labels, -1).index_copy_(0, sampled, flat_labels[sampled])
+        return _AnchorTargets(sampled_labels.view(labels.shape), matches, gt_boxes, sum(num_positive), len(sampled))
 
     def losses(
         self,
@@ -218,6 +230,41 @@ class RPN(nn.Module):
             gt_labels[valid_mask].to(torch.float32),
             reduction="sum",
         )
+        return self._weighted_losses(objectness_loss, localization_loss, num_images)
+
+    def _losses_of_sampled_anchors(
+        self,
+        anchors: torch.Tensor,
+        pred_objectness_logits: torch.Tensor,
+        pred_anchor_deltas: torch.Tensor,
+        targets: "_AnchorTargets",
+    ) -> Dict[str, torch.Tensor]:
+        """``losses`` from the anchors (R, 4), the logits (N, R) and deltas (N, R, 4) of all levels
+        and the targets of ``_match_and_sample_anchors``.
+
+        The sampled anchors, and the positive ones, are gathered in (image, anchor) order, the
+        order boolean masks select in, so every sum adds the same terms in the same order as
+        ``losses``; their counts are known, so nothing waits for the device.
+        """
+        labels = targets.labels.flatten()
+        in_loss = torch.nonzero_static(labels >= 0, size=targets.num_sampled).flatten()
+        objectness_loss = F.binary_cross_entropy_with_logits(
+            pred_objectness_logits.flatten()[in_loss], labels[in_loss].to(torch.float32), reduction="sum"
+        )
+        image_index, anchor_index = torch.nonzero_static(targets.labels == 1, size=targets.num_positive).unbind(1)
+        localization_loss = box_regression_loss_of_rows(
+            self.box2box_transform,
+            anchors[anchor_index],
+            pred_anchor_deltas[image_index, anchor_index],
+            targets.gt_boxes[image_index, targets.matches[image_index, anchor_index]],
+            loss_type=self.box_reg_loss_type,
+            smooth_l1_beta=self.smooth_l1_beta,
+        )
+        return self._weighted_losses(objectness_loss, localization_loss, pred_objectness_logits.shape[0])
+
+    def _weighted_losses(
+        self, objectness_loss: torch.Tensor, localization_loss: torch.Tensor, num_images: int
+    ) -> Dict[str, torch.Tensor]:
         normalizer = self.batch_size_per_image * num_images
         losses = {
             "loss_rpn_cls": objectness_loss / normalizer,
@@ -248,25 +295,22 @@ class RPN(nn.Module):
             anchors = self.anchor_generator(level_features)
         pred_objectness_logits, pred_anchor_deltas = self.rpn_head(level_features)
 
-        # (N, A, H, W) -> (N, H*W*A), matching the anchors' (y, x, a) order.
-        pred_objectness_logits = [logits.permute(0, 2, 3, 1).flatten(1) for logits in pred_objectness_logits]
-        box_dim = anchors[0].tensor.shape[1]
-        # (N, A*B, H, W) -> (N, A, B, H, W) -> (N, H, W, A, B) -> (N, H*W*A, B)
-        pred_anchor_deltas = [
-            deltas.view(deltas.shape[0], -1, box_dim, deltas.shape[-2], deltas.shape[-1])
-            .permute(0, 3, 4, 1, 2)
-            .flatten(1, -2)
-            for deltas in pred_anchor_deltas
-        ]
+        level_sizes = [len(level) for level in anchors]
+        anchors = cat([level.tensor for level in anchors])
+        # all levels side by side, in the anchors' (level, y, x, a) order
+        pred_objectness_logits = _logits_by_anchor(pred_objectness_logits)  # (N, R)
+        pred_anchor_deltas = _deltas_by_anchor(pred_anchor_deltas, anchors.shape[1])  # (N, R, B)
 
         if self.training:
             if gt_instances is None:
                 raise ValueError("RPN in training mode needs gt_instances")
-            gt_labels, gt_boxes = self.label_and_sample_anchors(anchors, gt_instances)
-            losses = self.losses(anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+            targets = self._match_and_sample_anchors(anchors, gt_instances)
+            losses = self._losses_of_sampled_anchors(anchors, pred_objectness_logits, pred_anchor_deltas, targets)
         else:
             losses = {}
-        proposals = self.predict_proposals(anchors, pred_objectness_logits, pred_anchor_deltas, images.image_sizes)
+        proposals = self._predict_proposals(
+            anchors, level_sizes, pred_objectness_logits, pred_anchor_deltas, images.image_sizes
+        )
         return proposals, losses
 
     @torch.no_grad()
@@ -279,6 +323,32 @@ class RPN(nn.Module):
     ) -> List[Instances]:
         """Decode and select the proposals of each image.
 
+        Args:
+            anchors: per level, Boxes of Ri anchors.
+            pred_objectness_logits: per level, (N, Ri) logits.
+            pred_anchor_deltas: per level, (N, Ri, B) deltas.
+            image_sizes: N (height, width) of the unpadded images.
+        """
+        return self._predict_proposals(
+            cat([level.tensor for level in anchors]),
+            [len(level) for level in anchors],
+            cat(list(pred_objectness_logits), dim=1),
+            cat(list(pred_anchor_deltas), dim=1),
+            image_sizes,
+        )
+
+    @torch.no_grad()
+    def _predict_proposals(
+        self,
+        anchors: torch.Tensor,
+        level_sizes: List[int],
+        pred_objectness_logits: torch.Tensor,
+        pred_anchor_deltas: torch.Tensor,
+        image_sizes: List[Tuple[int, int]],
+    ) -> List[Instances]:
+        """``predict_proposals`` from the anchors (R, B) of all levels (``level_sizes`` per level),
+        the logits (N, R) and the deltas (N, R, B).
+
         Each level's ``pre_nms_topk`` anchors with the highest objectness are picked first and
         only those are decoded (all levels in one call): decoding is per box, so this equals
         decoding every anchor and picking afterwards, for a fraction of the work (about 10k of
@@ -288,32 +358,70 @@ class RPN(nn.Module):
         Proposals carry no gradient: the second stage treats them as fixed inputs.
         """
         pre_nms_topk = self.pre_nms_topk[self.training]
-        top_logits, top_deltas, top_anchors = [], [], []
-        for level_anchors, level_logits, level_deltas in zip(anchors, pred_objectness_logits, pred_anchor_deltas):
-            num_images, num_anchors = level_logits.shape
+        num_images = pred_objectness_logits.shape[0]
+        device = pred_objectness_logits.device
+        top_logits, top_index = [], []
+        start = 0
+        for level_logits in pred_objectness_logits.split(level_sizes, dim=1):
+            num_anchors = level_logits.shape[1]
             if num_anchors > pre_nms_topk or self.proposal_ranking == "probability":
                 level_logits, index = level_logits.topk(min(pre_nms_topk, num_anchors), dim=1)  # (N, k)
-                batch_index = torch.arange(num_images, device=index.device)[:, None]
-                top_deltas.append(level_deltas[batch_index, index])  # (N, k, B)
-                top_anchors.append(level_anchors.tensor[index])  # (N, k, B)
+                top_index.append(index + start if start else index)
             else:
-                top_deltas.append(level_deltas)
-                top_anchors.append(level_anchors.tensor.unsqueeze(0).expand(num_images, -1, -1))
+                top_index.append(cached_arange(start, start + num_anchors, device).expand(num_images, -1))
             top_logits.append(level_logits)
-        sizes = [logits.shape[1] for logits in top_logits]
-        deltas = torch.cat(top_deltas, dim=1)
-        box_dim = deltas.shape[2]
+            start += num_anchors
+        top_index = cat(top_index, dim=1)  # (N, C) into all levels' anchors
+        top_deltas = pred_anchor_deltas[cached_arange(0, num_images, device)[:, None], top_index]  # (N, C, B)
+        box_dim = top_deltas.shape[2]
         decoded = self.box2box_transform.apply_deltas(
-            deltas.reshape(-1, box_dim), torch.cat(top_anchors, dim=1).reshape(-1, box_dim)
-        ).view(deltas.shape)
-        return find_top_rpn_proposals(
-            list(decoded.split(sizes, dim=1)),
-            top_logits,
+            top_deltas.view(-1, box_dim), anchors[top_index].view(-1, box_dim)
+        ).view(top_deltas.shape)
+        return select_rpn_proposals(
+            decoded,
+            cat(top_logits, dim=1),
+            [logits.shape[1] for logits in top_logits],
             image_sizes,
             self.nms_thresh,
-            pre_nms_topk,
             self.post_nms_topk[self.training],
             self.min_box_size,
             self.training,
             ranking=self.proposal_ranking,
         )
+
+
+class _AnchorTargets(NamedTuple):
+    """What the RPN losses need of the ground truth, for all images at once."""
+
+    labels: torch.Tensor  # (N, R) int8: 1 sampled positive, 0 sampled negative, -1 not in the loss
+    matches: torch.Tensor  # (N, R) int64 index of each anchor's ground truth in ``gt_boxes``
+    gt_boxes: torch.Tensor  # (N, G, 4) each image's ground-truth boxes, padded with zeros
+    num_positive: int  # sampled positives in the batch
+    num_sampled: int  # sampled anchors in the batch
+
+
+def _logits_by_anchor(logits: List[torch.Tensor]) -> torch.Tensor:
+    """Per level (N, A, Hi, Wi) logits -> (N, R), in the anchors' (level, y, x, a) order."""
+    if len({level.shape[1] for level in logits}) == 1:
+        # one copy for all levels when they have the same number of anchors per cell
+        num_images = logits[0].shape[0]
+        return cat([level.flatten(2) for level in logits], dim=2).transpose(1, 2).reshape(num_images, -1)
+    return cat([level.permute(0, 2, 3, 1).flatten(1) for level in logits], dim=1)
+
+
+def _deltas_by_anchor(deltas: List[torch.Tensor], box_dim: int) -> torch.Tensor:
+    """Per level (N, A*B, Hi, Wi) deltas -> (N, R, B), in the anchors' (level, y, x, a) order."""
+    num_images = deltas[0].shape[0]
+    if len({level.shape[1] for level in deltas}) == 1:
+        num_anchors = deltas[0].shape[1] // box_dim
+        # (N, A, B, Hi*Wi) side by side -> (N, sum Hi*Wi, A, B)
+        joined = cat([level.view(num_images, num_anchors, box_dim, -1) for level in deltas], dim=3)
+        return joined.permute(0, 3, 1, 2).reshape(num_images, -1, box_dim)
+    # (N, A*B, H, W) -> (N, A, B, H, W) -> (N, H, W, A, B) -> (N, H*W*A, B)
+    return cat(
+        [
+            level.view(num_images, -1, box_dim, level.shape[-2], level.shape[-1]).permute(0, 3, 4, 1, 2).flatten(1, -2)
+            for level in deltas
+        ],
+        dim=1,
+    )
