@@ -5,9 +5,12 @@ from typing import List, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mrcnn.layers import ROIAlign, cat
 from mrcnn.structures import Boxes
+
+from .cached_tensors import cached_tensor
 
 __all__ = ["ROIPooler", "assign_boxes_to_levels", "convert_boxes_to_pooler_format"]
 
@@ -25,19 +28,23 @@ def assign_boxes_to_levels(
     224×224 goes to level 4 (P4), one of 112×112 to P3. The small epsilon keeps boxes that sit
     exactly on a boundary on the upper level, as torchvision does.
     """
-    box_sizes = torch.sqrt(cat([boxes.area() for boxes in box_lists]))
-    levels = torch.floor(canonical_level + torch.log2(box_sizes / canonical_box_size) + 1e-6)
-    levels = torch.clamp(levels, min=min_level, max=max_level)
+    boxes = cat([boxes.tensor for boxes in box_lists])
+    levels = _pyramid_levels(boxes, min_level, max_level, canonical_box_size, canonical_level)
     return levels.to(torch.int64) - min_level
+
+
+def _pyramid_levels(
+    boxes: torch.Tensor, min_level: int, max_level: int, canonical_box_size: int, canonical_level: int
+) -> torch.Tensor:
+    """``assign_boxes_to_levels`` of boxes (M, 4), as the level itself in the boxes' float dtype."""
+    box_sizes = torch.sqrt((boxes[:, 2:] - boxes[:, :2]).prod(dim=1))
+    levels = torch.floor(canonical_level + torch.log2(box_sizes / canonical_box_size) + 1e-6)
+    return torch.clamp(levels, min=min_level, max=max_level)
 
 
 def convert_boxes_to_pooler_format(box_lists: Sequence[Boxes]) -> torch.Tensor:
     """Per-image Boxes -> (M, 5) rows of [image index, x1, y1, x2, y2]."""
-    rows = []
-    for index, boxes in enumerate(box_lists):
-        tensor = boxes.tensor
-        rows.append(torch.cat([torch.full_like(tensor[:, :1], index), tensor], dim=1))
-    return cat(rows, dim=0)
+    return cat([F.pad(boxes.tensor, (1, 0), value=float(index)) for index, boxes in enumerate(box_lists)], dim=0)
 
 
 class ROIPooler(nn.Module):
@@ -76,18 +83,33 @@ class ROIPooler(nn.Module):
         self.canonical_level = canonical_level
 
     def forward(self, features: List[torch.Tensor], box_lists: List[Boxes]) -> torch.Tensor:
-        """features: L tensors (N,C,Hl,Wl); box_lists: N Boxes -> (M, C, out_h, out_w)."""
+        """features: L tensors (N,C,Hl,Wl); box_lists: N Boxes -> (M, C, out_h, out_w).
+
+        With several levels the boxes are put in level order (stably: each level's boxes keep
+        their order), each level pools its run of boxes, and the rows return to the boxes'
+        order; how many boxes each level gets crosses to the host once.
+        """
         pooler_boxes = convert_boxes_to_pooler_format(box_lists)
         if len(self.level_poolers) == 1:
             return self.level_poolers[0](features[0], pooler_boxes)
-        levels = assign_boxes_to_levels(
-            box_lists, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
+        levels = _pyramid_levels(
+            pooler_boxes[:, 1:], self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
-        num_channels = features[0].shape[1]
-        output = features[0].new_zeros((pooler_boxes.shape[0], num_channels) + self.output_size)
-        for level, (feature, pooler) in enumerate(zip(features, self.level_poolers)):
-            indices = torch.nonzero(levels == level, as_tuple=True)[0]
-            if indices.numel() > 0:
-                # index_put_ keeps only the indices for backward; index_copy_ would keep the pooled values
-                output[indices] = pooler(feature, pooler_boxes[indices]).to(output.dtype)
-        return output
+        level_values = cached_tensor(
+            tuple((float(level),) for level in range(self.min_level, self.max_level + 1)), levels.dtype, levels.device
+        )
+        level_counts = (levels == level_values).sum(dim=1).tolist()
+        if len(levels) == 0:
+            return features[0].new_zeros((0, features[0].shape[1]) + self.output_size)
+        if max(level_counts) == len(levels):  # one level pools every box: no reordering
+            level = level_counts.index(len(levels))
+            return self.level_poolers[level](features[level], pooler_boxes)
+        order = levels.argsort(stable=True)
+        pooled = [
+            pooler(feature, level_boxes)
+            for feature, pooler, level_boxes, count in zip(
+                features, self.level_poolers, pooler_boxes[order].split(level_counts), level_counts
+            )
+            if count > 0
+        ]
+        return cat(pooled, dim=0)[order.argsort()]
