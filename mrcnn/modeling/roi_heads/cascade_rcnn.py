@@ -201,10 +201,10 @@ class CascadeROIHeads(StandardROIHeads):
         if self.training:
             if targets is None:
                 raise ValueError("CascadeROIHeads needs gt instances in training.")
-            proposals = self.label_and_sample_proposals(proposals, targets)
+            proposals, num_foreground = self._sample_proposals(proposals, targets)
             losses = self._forward_box(features, proposals, targets)
             if self.mask_on:
-                losses.update(self._forward_mask(features, proposals))
+                losses.update(self._forward_mask(features, proposals, num_foreground))
             return proposals, losses
         detections = self._forward_box(features, proposals)
         return self.forward_with_given_boxes(features, detections), {}

@@ -137,6 +137,7 @@ class Res5ROIHeads(nn.Module):
 
     # The same matching and sampling as StandardROIHeads (it reads only the attributes set above).
     label_and_sample_proposals = StandardROIHeads.label_and_sample_proposals
+    _sample_proposals = StandardROIHeads._sample_proposals
 
     def _shared_roi_transform(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
         """Pool every box and run res5: (R, C, S', S')."""
@@ -155,7 +156,7 @@ class Res5ROIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("Res5ROIHeads needs gt instances in training.")
-            proposals = self.label_and_sample_proposals(proposals, targets)
+            proposals, num_foreground = self._sample_proposals(proposals, targets)
         box_features = self._shared_roi_transform(features, [p.proposal_boxes for p in proposals])
         predictions = self.box_predictor(box_features.mean(dim=(2, 3)))
         if not self.training:
@@ -163,10 +164,12 @@ class Res5ROIHeads(nn.Module):
             return self.forward_with_given_boxes(features, detections), {}
         losses = self.box_predictor.losses(predictions, proposals)
         if self.mask_on:
-            # res5 already ran on every sampled RoI: the mask loss reuses the foreground ones.
-            foreground = [(p.gt_classes >= 0) & (p.gt_classes != self.num_classes) for p in proposals]
-            foreground_proposals = [p[keep] for p, keep in zip(proposals, foreground)]
-            losses.update(self.mask_head(box_features[cat(foreground, dim=0)], foreground_proposals))
+            # res5 already ran on every sampled RoI: the mask loss reuses the foreground ones,
+            # which lead each image's sample
+            per_image_features = box_features.split([len(p) for p in proposals])
+            foreground_features = cat([part[:count] for part, count in zip(per_image_features, num_foreground)])
+            foreground_proposals = [p[:count] for p, count in zip(proposals, num_foreground)]
+            losses.update(self.mask_head(foreground_features, foreground_proposals))
         return proposals, losses
 
     def forward_with_given_boxes(

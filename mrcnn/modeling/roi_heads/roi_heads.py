@@ -1,23 +1,31 @@
 """StandardROIHeads: sample proposals, pool their features, run the box and mask heads."""
 
+import itertools
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from mrcnn.config import configurable
-from mrcnn.layers import ShapeSpec
+from mrcnn.layers import ShapeSpec, cat
 from mrcnn.modeling.matcher import Matcher
+from mrcnn.modeling.padded_targets import pad_per_image, padding_mask
 from mrcnn.modeling.poolers import ROIPooler
-from mrcnn.modeling.sampling import subsample_labels
-from mrcnn.structures import Boxes, ImageList, Instances, pairwise_iou
+from mrcnn.modeling.sampling import subsample_labels_batched
+from mrcnn.structures import BitMasks, Boxes, ImageList, Instances, pairwise_iou_tensors
 from mrcnn.utils.registry import Registry
 
 from .box_head import build_box_head
 from .fast_rcnn import FastRCNNOutputLayers
 from .mask_head import build_mask_head
 
-__all__ = ["ROI_HEADS_REGISTRY", "StandardROIHeads", "build_roi_heads", "select_foreground_proposals"]
+__all__ = [
+    "ROI_HEADS_REGISTRY",
+    "StandardROIHeads",
+    "build_roi_heads",
+    "sample_proposals",
+    "select_foreground_proposals",
+]
 
 ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
 ROI_HEADS_REGISTRY.__doc__ = "RoI heads, built from (cfg, input_shape: Dict[str, ShapeSpec])."
@@ -35,6 +43,131 @@ def select_foreground_proposals(proposals: List[Instances], bg_label: int) -> Li
         classes = per_image.gt_classes
         selected.append(per_image[(classes != -1) & (classes != bg_label)])
     return selected
+
+
+@torch.no_grad()
+def sample_proposals(
+    proposals: List[Instances],
+    targets: List[Instances],
+    proposal_matcher: Matcher,
+    num_classes: int,
+    batch_size_per_image: int,
+    positive_fraction: float,
+    proposal_append_gt: bool = True,
+) -> Tuple[List[Instances], List[int]]:
+    """The training RoIs of each image: its proposals (with its gt boxes appended, objectness 10,
+    when ``proposal_append_gt``) matched to its ground truth and sampled.
+
+    Each image's sample holds its sampled foreground RoIs, then its background ones, with
+    ``gt_classes`` (``num_classes`` for background), and the matched ground truth's other
+    ``gt_*`` fields (an image without ground truth gets zero ``gt_boxes`` only). All images are
+    matched at once, their proposals and ground truth padded to the batch's largest counts; the
+    random draws are one image's at a time, as before, so a seeded run samples the same RoIs.
+
+    Returns:
+        per image, Instances of the sampled RoIs; per image, how many of them are foreground
+        (they come first).
+    """
+    device = proposals[0].proposal_boxes.device
+    num_proposals = [len(p) for p in proposals]
+    num_gt = [len(t) for t in targets]
+    has_gt = [count > 0 for count in num_gt]
+    append_gt = proposal_append_gt and any(has_gt)
+    extra_fields = [name for name in proposals[0].get_fields() if name not in ("proposal_boxes", "objectness_logits")]
+    if append_gt and extra_fields:
+        # the appended gt boxes have only boxes and logits (Instances.cat fails the same way)
+        raise KeyError(
+            f"Instances has no field '{extra_fields[0]}': gt boxes appended to proposals (MODEL.ROI_HEADS."
+            "PROPOSAL_APPEND_GT) have only proposal_boxes and objectness_logits"
+        )
+
+    # candidates (N, P + G): each image's proposals, padding, its gt boxes when appended, padding
+    candidate_boxes, _ = pad_per_image([p.proposal_boxes.tensor for p in proposals])
+    gt_boxes, _ = pad_per_image([t.gt_boxes.tensor for t in targets])
+    candidate_logits = None
+    if proposals[0].has("objectness_logits"):
+        candidate_logits, _ = pad_per_image([p.objectness_logits for p in proposals])
+    if append_gt:
+        candidate_boxes = torch.cat((candidate_boxes, gt_boxes), dim=1)
+        if candidate_logits is not None:
+            appended_logits = torch.full(gt_boxes.shape[:2], 10.0, device=device)
+            candidate_logits = torch.cat((candidate_logits, appended_logits), dim=1)
+    num_candidates = candidate_boxes.shape[1]
+
+    match_quality = pairwise_iou_tensors(gt_boxes, candidate_boxes)  # (N, G, P + G)
+    if min(num_gt) < gt_boxes.shape[1]:
+        # a missing ground truth never matches (see Matcher)
+        match_quality = torch.where(padding_mask(num_gt, device)[:, :, None], match_quality, -1.0)
+    matches, match_labels = proposal_matcher(match_quality)  # (N, P + G) each
+
+    gt_classes, _ = pad_per_image([t.gt_classes for t in targets], padding_value=num_classes)
+    if gt_classes.shape[1] == 0:
+        classes = torch.full_like(matches, num_classes)
+    else:
+        classes = gt_classes.gather(1, matches)
+        classes = torch.where(match_labels == 0, num_classes, classes)
+        classes = torch.where(match_labels == -1, -1, classes)
+        if not all(has_gt) and proposal_matcher.labels[0] != 0:
+            # an image without ground truth is all background, whatever the lowest label
+            classes = torch.where(torch.tensor(has_gt, device=device)[:, None], classes, num_classes)
+    # padding is never sampled
+    is_candidate = [padding_mask(num_proposals, device) if min(num_proposals) < max(num_proposals) else None]
+    if append_gt:
+        is_candidate.append(padding_mask(num_gt, device) if min(num_gt) < max(num_gt) else None)
+    if any(mask is not None for mask in is_candidate):
+        widths = [max(num_proposals), max(num_gt)]
+        is_candidate = [
+            torch.ones((len(proposals), width), dtype=torch.bool, device=device) if mask is None else mask
+            for mask, width in zip(is_candidate, widths)
+        ]
+        classes = torch.where(cat(is_candidate, dim=1), classes, -1)
+
+    sampled, num_foreground, num_background = subsample_labels_batched(
+        classes, batch_size_per_image, positive_fraction, num_classes
+    )
+    per_image_sizes = [fg + bg for fg, bg in zip(num_foreground, num_background)]
+    image_of_sample = sampled.div(num_candidates, rounding_mode="floor")
+    sampled_gt = matches.flatten()[sampled]  # index among the image's ground truth
+
+    fields = {"proposal_boxes": candidate_boxes.flatten(0, 1)[sampled]}
+    if candidate_logits is not None:
+        fields["objectness_logits"] = candidate_logits.flatten()[sampled]
+    fields["gt_classes"] = classes.flatten()[sampled]
+    if gt_boxes.shape[1] > 0:
+        fields["gt_boxes"] = gt_boxes[image_of_sample, sampled_gt]
+    else:
+        fields["gt_boxes"] = candidate_boxes.new_zeros((len(sampled), 4))
+    per_image_fields = {name: value.split(per_image_sizes) for name, value in fields.items()}
+    sampled_gt_all, sampled_gt = sampled_gt, sampled_gt.split(per_image_sizes)
+    sampled_gt_lists = None
+    sampled_candidates = sampled.remainder(num_candidates).split(per_image_sizes) if extra_fields else None
+
+    results = []
+    for index, (per_image_targets, per_image_proposals) in enumerate(zip(targets, proposals)):
+        per_image = Instances(per_image_proposals.image_size)
+        for name in per_image_proposals.get_fields():
+            if name == "proposal_boxes":
+                per_image.proposal_boxes = Boxes(per_image_fields["proposal_boxes"][index])
+            elif name == "objectness_logits":
+                per_image.objectness_logits = per_image_fields["objectness_logits"][index]
+            else:  # without appended gt boxes, candidates are the image's proposals
+                per_image.set(name, per_image_proposals.get(name)[sampled_candidates[index]])
+        per_image.gt_classes = per_image_fields["gt_classes"][index]
+        per_image.gt_boxes = Boxes(per_image_fields["gt_boxes"][index])
+        if has_gt[index]:
+            for name, value in per_image_targets.get_fields().items():
+                if not name.startswith("gt_") or per_image.has(name):
+                    continue
+                if isinstance(value, (torch.Tensor, Boxes, BitMasks)):
+                    per_image.set(name, value[sampled_gt[index]])
+                else:  # polygons and other host-side fields, indexed by a list made once for all images
+                    if sampled_gt_lists is None:
+                        flat = sampled_gt_all.tolist()
+                        starts = [0, *itertools.accumulate(per_image_sizes)]
+                        sampled_gt_lists = [flat[start:end] for start, end in zip(starts, starts[1:])]
+                    per_image.set(name, value[sampled_gt_lists[index]])
+        results.append(per_image)
+    return results, num_foreground
 
 
 def _pooler_scales(input_shape: Dict[str, ShapeSpec], in_features: List[str]) -> List[float]:
@@ -134,39 +267,21 @@ class StandardROIHeads(nn.Module):
     @torch.no_grad()
     def label_and_sample_proposals(self, proposals: List[Instances], targets: List[Instances]) -> List[Instances]:
         """Match proposals to gt and sample RoIs; adds gt_classes (background = K) and gt_* fields."""
-        sampled = []
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
-            if self.proposal_append_gt and len(targets_per_image) > 0:
-                gt_as_proposals = Instances(proposals_per_image.image_size)
-                gt_as_proposals.proposal_boxes = targets_per_image.gt_boxes
-                gt_as_proposals.objectness_logits = torch.full(
-                    (len(targets_per_image),), 10.0, device=targets_per_image.gt_boxes.device
-                )
-                proposals_per_image = Instances.cat([proposals_per_image, gt_as_proposals])
-            has_gt = len(targets_per_image) > 0
-            iou = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
-            matched_idxs, matched_labels = self.proposal_matcher(iou)
-            if has_gt:
-                gt_classes = targets_per_image.gt_classes[matched_idxs]
-                gt_classes[matched_labels == 0] = self.num_classes
-                gt_classes[matched_labels == -1] = -1
-            else:
-                gt_classes = torch.full_like(matched_idxs, self.num_classes)
-            fg_idx, bg_idx = subsample_labels(
-                gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
-            )
-            sampled_idx = torch.cat([fg_idx, bg_idx], dim=0)
-            per_image = proposals_per_image[sampled_idx]
-            per_image.gt_classes = gt_classes[sampled_idx]
-            if has_gt:
-                sampled_targets = matched_idxs[sampled_idx]
-                for name, value in targets_per_image.get_fields().items():
-                    if name.startswith("gt_") and not per_image.has(name):
-                        per_image.set(name, value[sampled_targets])
-            else:
-                per_image.gt_boxes = Boxes(per_image.proposal_boxes.tensor.new_zeros((len(sampled_idx), 4)))
-            sampled.append(per_image)
-        return sampled
+        return self._sample_proposals(proposals, targets)[0]
+
+    def _sample_proposals(
+        self, proposals: List[Instances], targets: List[Instances]
+    ) -> Tuple[List[Instances], List[int]]:
+        """``label_and_sample_proposals``, and how many foreground RoIs lead each image's sample."""
+        return sample_proposals(
+            proposals,
+            targets,
+            self.proposal_matcher,
+            self.num_classes,
+            self.batch_size_per_image,
+            self.positive_fraction,
+            self.proposal_append_gt,
+        )
 
     def forward(
         self,
@@ -180,10 +295,10 @@ class StandardROIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("StandardROIHeads needs gt instances in training.")
-            proposals = self.label_and_sample_proposals(proposals, targets)
+            proposals, num_foreground = self._sample_proposals(proposals, targets)
             losses = self._forward_box(features, proposals)
             if self.mask_on:
-                losses.update(self._forward_mask(features, proposals))
+                losses.update(self._forward_mask(features, proposals, num_foreground))
             return proposals, losses
         detections = self._forward_box(features, proposals)
         return self.forward_with_given_boxes(features, detections), {}
@@ -206,10 +321,20 @@ class StandardROIHeads(nn.Module):
         detections, _ = self.box_predictor.inference(predictions, proposals)
         return detections
 
-    def _forward_mask(self, features: Dict[str, torch.Tensor], instances: List[Instances]):
+    def _forward_mask(
+        self,
+        features: Dict[str, torch.Tensor],
+        instances: List[Instances],
+        num_foreground: Optional[List[int]] = None,
+    ):
+        """Training: the mask loss of the foreground RoIs (the first ``num_foreground`` of each
+        image when given, as ``_sample_proposals`` orders them); inference: masks of the detections."""
         level_features = [features[f] for f in self.mask_in_features]
         if self.training:
-            instances = select_foreground_proposals(instances, self.num_classes)
+            if num_foreground is None:
+                instances = select_foreground_proposals(instances, self.num_classes)
+            else:
+                instances = [per_image[:count] for per_image, count in zip(instances, num_foreground)]
             boxes = [i.proposal_boxes for i in instances]
         else:
             boxes = [i.pred_boxes for i in instances]
