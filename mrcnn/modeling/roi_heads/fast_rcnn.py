@@ -8,7 +8,8 @@ from torch import nn
 
 from mrcnn.config import configurable
 from mrcnn.layers import ShapeSpec, batched_nms, cat
-from mrcnn.modeling.box_regression import Box2BoxTransform, box_regression_loss, check_box_reg_loss_type
+from mrcnn.modeling.box_regression import Box2BoxTransform, box_regression_loss_of_rows, check_box_reg_loss_type
+from mrcnn.modeling.cached_tensors import cached_arange
 from mrcnn.structures import Boxes, Instances
 
 __all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference", "fast_rcnn_inference_single_image"]
@@ -49,10 +50,10 @@ def fast_rcnn_inference_single_image(
     if not bool(valid.all()):
         boxes, scores = boxes[valid], scores[valid]
     scores = scores[:, :-1]
-    num_rois = boxes.shape[0]
+    num_rois, boxes_per_roi = boxes.shape[0], boxes.shape[1] // 4
     boxes = Boxes(boxes.reshape(-1, 4))
     boxes.clip(image_shape)
-    boxes = boxes.tensor.view(num_rois, -1, 4)  # (R, K or 1, 4)
+    boxes = boxes.tensor.view(num_rois, boxes_per_roi, 4)  # (R, K or 1, 4); R may be 0
 
     # Candidates are (RoI, class) pairs in RoI-major order, the order NMS breaks ties in.
     keep_mask = scores > score_thresh
@@ -164,20 +165,35 @@ class FastRCNNOutputLayers(nn.Module):
         loss_cls = F.cross_entropy(scores, gt_classes, reduction="mean")
 
         box_dim = proposal_boxes.shape[1]
-        foreground = torch.nonzero((gt_classes >= 0) & (gt_classes < self.num_classes), as_tuple=True)[0]
+        foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
         if proposal_deltas.shape[1] == box_dim:  # class-agnostic
-            fg_deltas = proposal_deltas[foreground]
+            fg_deltas = proposal_deltas
         else:
-            fg_deltas = proposal_deltas.view(-1, self.num_classes, box_dim)[foreground, gt_classes[foreground]]
-        loss_box_reg = box_regression_loss(
-            proposal_boxes[foreground],
-            self.box2box_transform,
-            fg_deltas.unsqueeze(0),
-            gt_boxes[foreground].unsqueeze(0),
-            torch.ones((1, len(foreground)), dtype=torch.bool, device=fg_deltas.device),
-            loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        )
+            # every RoI's deltas of its gt class (background RoIs: of class 0, unused)
+            rows = cached_arange(0, len(gt_classes), gt_classes.device)
+            classes = torch.where(foreground, gt_classes, 0)
+            fg_deltas = proposal_deltas.view(-1, self.num_classes, box_dim)[rows, classes]
+        if self.box_reg_loss_type == "smooth_l1":
+            # all RoIs at once, the background ones held at a zero loss with a zero gradient
+            # (their targets are the predictions themselves): the foreground count stays on the
+            # device. The sum adds the same terms plus zeros, equal up to float rounding.
+            gt_deltas = self.box2box_transform.get_deltas(proposal_boxes, gt_boxes)
+            targets = torch.where(foreground[:, None], gt_deltas, fg_deltas.detach())
+            if self.smooth_l1_beta < 1e-5:
+                loss_box_reg = F.l1_loss(fg_deltas, targets, reduction="sum")
+            else:
+                loss_box_reg = F.smooth_l1_loss(fg_deltas, targets, beta=self.smooth_l1_beta, reduction="sum")
+        else:
+            # the IoU losses decode the boxes, which background RoIs must not reach (their gt
+            # may be empty): the foreground rows are selected
+            foreground = foreground.nonzero(as_tuple=True)[0]
+            loss_box_reg = box_regression_loss_of_rows(
+                self.box2box_transform,
+                proposal_boxes[foreground],
+                fg_deltas[foreground],
+                gt_boxes[foreground],
+                loss_type=self.box_reg_loss_type,
+            )
         loss_box_reg = loss_box_reg / max(gt_classes.numel(), 1)
         losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
         return {name: value * self.loss_weight.get(name, 1.0) for name, value in losses.items()}
