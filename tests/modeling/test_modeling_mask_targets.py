@@ -131,3 +131,27 @@ def test_no_rois_give_empty_targets():
     assert empty.shape == (0, MASK_SIZE, MASK_SIZE)
     with pytest.raises(ValueError, match="2 boxes for 3 masks"):
         roi_align_image_masks(_gt_polygons(), torch.zeros(2, 4), MASK_SIZE, (HEIGHT, WIDTH))
+
+
+@pytest.mark.parametrize("mode", ["roi_align_image_mask", "crop_and_resize"])
+def test_targets_of_several_images_equal_image_by_image(mode):
+    """Images of one size resampled together, another size apart, bit masks on their own: the
+    targets of each image's mask_targets, concatenated in order."""
+    from mrcnn.modeling.roi_heads.mask_targets import mask_targets_of_images
+
+    owner, boxes = _rois()
+    images = []
+    for size, masks, rows in [
+        ((HEIGHT, WIDTH), _gt_polygons(), slice(0, 4)),
+        ((HEIGHT, WIDTH), _gt_polygons(), slice(4, 10)),
+        ((HEIGHT + 10, WIDTH), _gt_polygons(), slice(2, 7)),
+        ((HEIGHT, WIDTH), BitMasks.from_polygon_masks(_gt_polygons(), HEIGHT, WIDTH), slice(0, 10)),
+        ((HEIGHT, WIDTH), _gt_polygons(), slice(3, 8)),
+    ]:
+        instances = Instances(size)
+        instances.proposal_boxes = Boxes(boxes[rows])
+        instances.gt_masks = masks[owner[rows]]
+        images.append(instances)
+    together = mask_targets_of_images(images, MASK_SIZE, mode)
+    one_by_one = torch.cat([mask_targets(instances, MASK_SIZE, mode) for instances in images])
+    assert together.dtype == torch.float32 and torch.equal(together, one_by_one)

@@ -11,7 +11,8 @@ from mrcnn.layers import Conv2d, ShapeSpec, cat, get_norm
 from mrcnn.structures import Instances
 from mrcnn.utils.registry import Registry
 
-from .mask_targets import MASK_TARGET_MODES, mask_targets
+from ..cached_tensors import cached_arange
+from .mask_targets import MASK_TARGET_MODES, mask_targets_of_images
 
 __all__ = [
     "ROI_MASK_HEAD_REGISTRY",
@@ -36,21 +37,20 @@ def mask_rcnn_loss(
     """
     class_agnostic = pred_mask_logits.size(1) == 1
     mask_size = pred_mask_logits.size(2)
-    gt_classes, gt_masks = [], []
-    for per_image in instances:
-        if len(per_image) == 0:
-            continue
-        if not class_agnostic:
-            gt_classes.append(per_image.gt_classes.to(torch.int64))
-        gt_masks.append(mask_targets(per_image, mask_size, target_mode).to(pred_mask_logits.device))
-    if len(gt_masks) == 0:
+    instances = [per_image for per_image in instances if len(per_image) > 0]
+    if len(instances) == 0:
         return pred_mask_logits.sum() * 0
-    gt_masks = cat(gt_masks, dim=0)
-    rows = torch.arange(pred_mask_logits.size(0), device=pred_mask_logits.device)
+    gt_masks = mask_targets_of_images(instances, mask_size, target_mode)
+    if gt_masks.device != pred_mask_logits.device:
+        gt_masks = gt_masks.to(pred_mask_logits.device)
     if class_agnostic:
         logits = pred_mask_logits[:, 0]
     else:
-        logits = pred_mask_logits[rows, cat(gt_classes, dim=0)]
+        gt_classes = cat([per_image.gt_classes for per_image in instances], dim=0)
+        if gt_classes.dtype != torch.int64:
+            gt_classes = gt_classes.to(torch.int64)
+        rows = cached_arange(0, pred_mask_logits.size(0), pred_mask_logits.device)
+        logits = pred_mask_logits[rows, gt_classes]
     return F.binary_cross_entropy_with_logits(logits, gt_masks, reduction="mean")
 
 

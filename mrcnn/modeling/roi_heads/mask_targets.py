@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
+from mrcnn.layers import cat
 from mrcnn.structures import BitMasks, Instances, PolygonMasks, polygons_to_bitmask
 
-__all__ = ["MASK_TARGET_MODES", "mask_targets", "roi_align_image_masks"]
+__all__ = ["MASK_TARGET_MODES", "mask_targets", "mask_targets_of_images", "roi_align_image_masks"]
 
 MASK_TARGET_MODES = ("crop_and_resize", "roi_align_image_mask")
 
@@ -27,16 +28,53 @@ _BITMASK_CHUNK = 16
 
 def mask_targets(instances: Instances, mask_size: int, mode: str) -> torch.Tensor:
     """(R, M, M) float32 targets of one image's RoIs (``proposal_boxes``, per-RoI ``gt_masks``)."""
-    boxes = instances.proposal_boxes.tensor
-    if mode == "crop_and_resize":
-        targets = instances.gt_masks.crop_and_resize(boxes, mask_size)
-    elif mode == "roi_align_image_mask":
-        targets = roi_align_image_masks(instances.gt_masks, boxes, mask_size, instances.image_size)
-    else:
+    return mask_targets_of_images([instances], mask_size, mode)
+
+
+def mask_targets_of_images(instances: Sequence[Instances], mask_size: int, mode: str) -> torch.Tensor:
+    """``mask_targets`` of several images' RoIs, concatenated in order: (sum R_i, M, M) float32.
+
+    In "roi_align_image_mask" mode the polygons of consecutive images of one size are
+    rasterised together and all their RoIs resampled by one RoIAlign.
+    """
+    if mode not in MASK_TARGET_MODES:
         raise ValueError(
             f"Unknown mask target mode {mode!r}; MODEL.ROI_MASK_HEAD.TARGET_MODE is one of {list(MASK_TARGET_MODES)}"
         )
-    return targets.to(device=boxes.device, dtype=torch.float32)
+    targets, run = [], []  # run: consecutive images of one size with polygon masks
+    for per_image in instances:
+        if mode == "roi_align_image_mask" and isinstance(per_image.gt_masks, PolygonMasks):
+            if run and run[0].image_size != per_image.image_size:
+                targets.append(_roi_align_polygon_targets(run, mask_size))
+                run = []
+            run.append(per_image)
+            continue
+        if run:
+            targets.append(_roi_align_polygon_targets(run, mask_size))
+            run = []
+        boxes = per_image.proposal_boxes.tensor
+        if mode == "crop_and_resize":
+            per_image_targets = per_image.gt_masks.crop_and_resize(boxes, mask_size)
+            if per_image_targets.device != boxes.device:
+                per_image_targets = per_image_targets.to(boxes.device)
+            targets.append(per_image_targets)
+        else:
+            targets.append(roi_align_image_masks(per_image.gt_masks, boxes, mask_size, per_image.image_size))
+    if run:
+        targets.append(_roi_align_polygon_targets(run, mask_size))
+    targets = torch.cat(targets) if len(targets) > 1 else targets[0]
+    return targets if targets.dtype == torch.float32 else targets.to(torch.float32)
+
+
+def _roi_align_polygon_targets(instances: Sequence[Instances], mask_size: int) -> torch.Tensor:
+    """``roi_align_image_masks`` of the RoIs of images of one size with PolygonMasks, in one call."""
+    boxes = cat([per_image.proposal_boxes.tensor for per_image in instances])
+    polygons = [polygon for per_image in instances for polygon in per_image.gt_masks.polygons]
+    if len(polygons) != len(boxes):
+        raise ValueError(f"roi_align_image_masks: {len(boxes)} boxes for {len(polygons)} masks")
+    if len(boxes) == 0:
+        return boxes.new_zeros((0, mask_size, mask_size))
+    return _resample_polygons(polygons, boxes, mask_size, instances[0].image_size)
 
 
 def roi_align_image_masks(
@@ -53,9 +91,7 @@ def roi_align_image_masks(
     if len(boxes) == 0:
         return boxes.new_zeros((0, mask_size, mask_size))
     if isinstance(gt_masks, PolygonMasks):
-        image_masks, mask_index = _rasterise_each_instance_once(gt_masks.polygons, image_size)
-        image_masks = image_masks.to(device=boxes.device, dtype=boxes.dtype)
-        return _resample(image_masks, mask_index.to(boxes.device), boxes, mask_size)
+        return _resample_polygons(gt_masks.polygons, boxes, mask_size, image_size)
     if isinstance(gt_masks, BitMasks):
         targets = []
         for start in range(0, len(boxes), _BITMASK_CHUNK):
@@ -66,11 +102,26 @@ def roi_align_image_masks(
     raise TypeError(f"roi_align_image_masks: gt_masks must be PolygonMasks or BitMasks, got {type(gt_masks).__name__}")
 
 
+def _resample_polygons(
+    polygons_per_roi: Sequence[List[np.ndarray]], boxes: torch.Tensor, mask_size: int, image_size: Tuple[int, int]
+) -> torch.Tensor:
+    """RoIAlign of each RoI's instance mask, rasterised at ``image_size``, inside boxes (R, 4): (R, M, M)."""
+    image_masks, mask_index = _rasterise_each_instance_once(polygons_per_roi, image_size)
+    image_masks = torch.from_numpy(image_masks)  # (U, 1, H, W) float32
+    rois = torch.from_numpy(mask_index)  # (R, 1) float32
+    if boxes.device.type != "cpu":
+        image_masks, rois = image_masks.to(boxes.device), rois.to(boxes.device)
+    if boxes.dtype != torch.float32:
+        image_masks, rois = image_masks.to(boxes.dtype), rois.to(boxes.dtype)
+    rois = torch.cat([rois, boxes], dim=1)
+    return roi_align(image_masks, rois, (mask_size, mask_size), 1.0, -1, False)[:, 0]
+
+
 def _rasterise_each_instance_once(
     polygons_per_roi: Sequence[List[np.ndarray]], image_size: Tuple[int, int]
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(U, H, W) bool masks of the U distinct instances among the RoIs' polygon lists, and (R,)
-    the index of each RoI's mask among them."""
+) -> Tuple[np.ndarray, np.ndarray]:
+    """(U, 1, H, W) float32 masks of the U distinct instances among the RoIs' polygon lists, and
+    (R, 1) float32 the index of each RoI's mask among them."""
     height, width = image_size
     first_position = {}
     distinct, mask_index = [], []
@@ -80,7 +131,8 @@ def _rasterise_each_instance_once(
         if position == len(distinct):
             distinct.append(polygons_to_bitmask(polygons, height, width))
         mask_index.append(position)
-    return torch.from_numpy(np.stack(distinct)), torch.tensor(mask_index, dtype=torch.int64)
+    masks = np.stack(distinct)[:, None].astype(np.float32)
+    return masks, np.asarray(mask_index, dtype=np.float32)[:, None]
 
 
 def _resample(image_masks: torch.Tensor, mask_index: torch.Tensor, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
