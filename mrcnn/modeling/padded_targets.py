@@ -5,7 +5,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .cached_tensors import cached_arange
+from .cached_tensors import cached_arange, cached_tensor
 
 __all__ = ["pad_per_image", "padding_mask"]
 
@@ -20,4 +20,4 @@ def pad_per_image(values: Sequence[torch.Tensor], padding_value: float = 0.0) ->
 def padding_mask(lengths: List[int], device: torch.device) -> torch.Tensor:
     """(N, max length) bool, True on each image's real rows."""
     size = max(lengths, default=0)
-    return cached_arange(0, size, device) < torch.tensor(lengths, device=device)[:, None]
+    return cached_arange(0, size, device) < cached_tensor(tuple((length,) for length in lengths), torch.int64, device)

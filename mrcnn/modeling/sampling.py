@@ -71,7 +71,8 @@ def subsample_labels_batched(
     for count_positive, count_negative in zip(positive_counts, negative_counts):
         take_positive = min(count_positive, int(num_samples * positive_fraction))
         take_negative = min(count_negative, num_samples - take_positive)
-        chosen.append(torch.randperm(count_positive, device=device)[:take_positive] + positive_start)
+        positive_draw = torch.randperm(count_positive, device=device)[:take_positive]
+        chosen.append(positive_draw + positive_start if positive_start else positive_draw)
         chosen.append(torch.randperm(count_negative, device=device)[:take_negative] + negative_start)
         num_positive.append(take_positive)
         num_negative.append(take_negative)

@@ -204,7 +204,8 @@ def select_rpn_proposals(
             keep = _nms_of_shifted_levels(image_nms_boxes, image_scores, image_level_ids, nms_thresh)
         else:
             keep = _nms_per_level(image_nms_boxes, image_scores, per_level, nms_thresh)
-        keep = keep[:post_nms_topk]
+        if len(keep) > post_nms_topk:
+            keep = keep[:post_nms_topk]
         result = Instances(image_size)
         result.proposal_boxes = Boxes(image_boxes[keep])
         result.objectness_logits = image_logits[keep]
@@ -218,12 +219,8 @@ def _as_float32(values: torch.Tensor) -> torch.Tensor:
 
 def _clip_to_images(boxes: torch.Tensor, image_sizes: List[Tuple[int, int]]) -> torch.Tensor:
     """Clamp XYXY boxes (N, C, 4) into their images: x into [0, width], y into [0, height]."""
-    if len(set(image_sizes)) == 1:
-        height, width = image_sizes[0]
-        limits = boxes.new_tensor((width, height, width, height))
-    else:
-        limits = boxes.new_tensor([(width, height, width, height) for height, width in image_sizes])[:, None]
-    return boxes.clamp(min=0).minimum(limits)
+    limits = tuple(((width, height, width, height),) for height, width in image_sizes)  # (N, 1, 4)
+    return boxes.clamp(min=0).minimum(cached_tensor(limits, boxes.dtype, boxes.device))
 
 
 def _shifted_boxes_nms(num_coordinates: int, device: torch.device) -> bool:
