@@ -28,6 +28,7 @@ from mrcnn.layers import paste_masks_in_image
 from mrcnn.modeling.meta_arch.rcnn import GeneralizedRCNN
 from mrcnn.modeling.proposal_generator.anchor_generator import DefaultAnchorGenerator
 from mrcnn.modeling.proposal_generator.rpn import RPN
+from mrcnn.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 from mrcnn.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 from mrcnn.modeling.roi_heads.roi_heads import StandardROIHeads
 
@@ -49,9 +50,10 @@ def check_exportable(model: nn.Module) -> None:
             problems.append(f"the proposal generator is {type(model.proposal_generator).__name__}, export covers RPN")
         elif not isinstance(model.proposal_generator.anchor_generator, DefaultAnchorGenerator):
             problems.append("the anchor generator is not DefaultAnchorGenerator")
-        if not isinstance(model.roi_heads, StandardROIHeads):
+        if not isinstance(model.roi_heads, StandardROIHeads) or isinstance(model.roi_heads, CascadeROIHeads):
             problems.append(
-                f"MODEL.ROI_HEADS.NAME is {type(model.roi_heads).__name__}, export covers StandardROIHeads (FPN models)"
+                f"MODEL.ROI_HEADS.NAME is {type(model.roi_heads).__name__}, "
+                "export covers StandardROIHeads (FPN models, one box stage)"
             )
         elif model.roi_heads.mask_on and not hasattr(model.roi_heads.mask_head, "layers"):
             problems.append("the mask head has no layers() method giving its logits")

@@ -181,3 +181,12 @@ def test_saturated_scores_keep_the_eager_choice_among_ties(tmp_path):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (got,) = split_by_image(run_onnx(session, images), 1)
     assert_agree(got, expected, (60, 90))
+
+
+def test_cascade_models_are_refused_with_the_reason():
+    cfg = tiny_config(num_classes=3)
+    cfg.MODEL.ROI_HEADS.NAME = "CascadeROIHeads"
+    cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = True
+    model = build_model(cfg).eval()
+    with pytest.raises(ValueError, match="CascadeROIHeads.*one box stage"):
+        ExportableMaskRCNN.from_config(cfg, model)
