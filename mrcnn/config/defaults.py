@@ -75,7 +75,7 @@ _C.MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE = False
 
 _C.MODEL.PROPOSAL_GENERATOR = CN()
 _C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"  # name in PROPOSAL_GENERATOR_REGISTRY
-_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0  # unused by RPN (see MODEL.RPN.MIN_SIZE); kept for d2 files
+_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0  # RPN: drop proposals with a side below this (input pixels)
 
 _C.MODEL.RPN = CN()
 _C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"  # name in RPN_HEAD_REGISTRY
@@ -95,7 +95,6 @@ _C.MODEL.RPN.PRE_NMS_TOPK_TEST = 6000  # top proposals per level before NMS (inf
 _C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000  # proposals kept per image after NMS (training)
 _C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000  # proposals kept per image after NMS (inference)
 _C.MODEL.RPN.NMS_THRESH = 0.7  # NMS IoU threshold of proposals
-_C.MODEL.RPN.MIN_SIZE = 0.0  # drop proposals with a side below this (pixels of the input)
 _C.MODEL.RPN.CONV_DIMS = [-1]  # convs of the shared head; -1 keeps the input channels
 # What NMS and the post-NMS top-k rank proposals by: "logit" (detectron2), or "probability": the float32
 # sigmoid, 1.0 for every logit above ~17, such ties kept in per-level top-k order (torchvision).

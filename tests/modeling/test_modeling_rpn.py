@@ -421,3 +421,18 @@ def test_batched_selection_equals_selection_image_by_image(num_candidates, ranki
         assert (results[0].objectness_logits.sigmoid() == 1.0).sum() >= 10
     with pytest.raises(FloatingPointError, match="non-finite"):
         select_rpn_proposals(boxes, logits, *args, training=True, ranking=ranking)
+
+
+def test_min_box_size_comes_from_detectron2s_key():
+    from mrcnn.config import get_cfg
+    from mrcnn.layers import ShapeSpec
+    from mrcnn.modeling.proposal_generator import build_proposal_generator
+
+    cfg = get_cfg()
+    cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 3.5  # detectron2's key; MODEL.RPN has none
+    shapes = {
+        name: ShapeSpec(channels=8, stride=stride)
+        for name, stride in zip(cfg.MODEL.RPN.IN_FEATURES, (4, 8, 16, 32, 64))
+    }
+    assert build_proposal_generator(cfg, shapes).min_box_size == 3.5
+    assert "MIN_SIZE" not in cfg.MODEL.RPN

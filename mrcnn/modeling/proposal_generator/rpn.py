@@ -131,7 +131,7 @@ class RPN(nn.Module):
             "pre_nms_topk": (rpn.PRE_NMS_TOPK_TRAIN, rpn.PRE_NMS_TOPK_TEST),
             "post_nms_topk": (rpn.POST_NMS_TOPK_TRAIN, rpn.POST_NMS_TOPK_TEST),
             "nms_thresh": rpn.NMS_THRESH,
-            "min_box_size": rpn.MIN_SIZE,
+            "min_box_size": cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE,
             "anchor_boundary_thresh": rpn.BOUNDARY_THRESH,
             "loss_weight": {
                 "loss_rpn_cls": rpn.LOSS_WEIGHT,
