@@ -75,7 +75,7 @@ _C.MODEL.ANCHOR_GENERATOR.STRIDES_FROM_IMAGE_SIZE = False
 
 _C.MODEL.PROPOSAL_GENERATOR = CN()
 _C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"  # name in PROPOSAL_GENERATOR_REGISTRY
-_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0  # RPN: drop proposals with a side below this (input pixels)
+_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0.0  # RPN: drop proposals with a side below this (input pixels)
 
 _C.MODEL.RPN = CN()
 _C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"  # name in RPN_HEAD_REGISTRY
