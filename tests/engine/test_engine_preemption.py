@@ -15,6 +15,18 @@ from mrcnn.engine.preemption import _loop_running
 from mrcnn.utils.env import seed_all_rng
 
 
+@pytest.fixture(autouse=True)
+def stop_signals_handled_as_in_a_foreground_run():
+    """SIGINT and SIGTERM start with Python's handlers whatever the environment: a test run started
+    in the background (``cmd &`` in a script) inherits SIGINT ignored, which training keeps ignored."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 class _LogLines(logging.Handler):
     """Collects the messages of the library loggers (they do not propagate to pytest's caplog)."""
 
