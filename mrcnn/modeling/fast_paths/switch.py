@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
+from mrcnn.utils.graph_capture import is_graph_recording
 
 __all__ = ["fast_paths_active", "fast_paths_disabled", "fast_paths_enabled", "set_fast_paths_enabled"]
 
@@ -39,13 +39,6 @@ def fast_paths_disabled() -> Iterator[None]:
         set_fast_paths_enabled(previous)
 
 
-def _recording() -> bool:
-    """Whether a tracer, compiler or exporter is recording the ops being run."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-
-
 def fast_paths_active() -> bool:
     """Whether a fast path may run now: the switch is on and nothing records the ops."""
-    return fast_paths_enabled() and not _recording()
+    return fast_paths_enabled() and not is_graph_recording()

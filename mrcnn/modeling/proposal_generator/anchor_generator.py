@@ -9,6 +9,7 @@ from torch import nn
 
 from mrcnn.config import configurable
 from mrcnn.structures import Boxes
+from mrcnn.utils.graph_capture import is_graph_recording
 from mrcnn.utils.registry import Registry
 
 __all__ = ["ANCHOR_GENERATOR_REGISTRY", "DefaultAnchorGenerator", "build_anchor_generator"]
@@ -26,13 +27,6 @@ size, ``generator(features, image_size)``.
 
 # Anchor sets kept per generator (most recently used), one per distinct padded batch size.
 _ANCHOR_CACHE_SIZE = 16
-
-
-def _recording() -> bool:
-    """Whether a tracer, compiler or exporter records the ops being run."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
 def _broadcast_per_level(params: Sequence, num_levels: int, name: str) -> List[List[float]]:
@@ -195,7 +189,7 @@ class DefaultAnchorGenerator(nn.Module):
             )
         grid_sizes = [list(feature.shape[-2:]) for feature in features]
         strides = self.level_strides(grid_sizes, image_size)
-        if _recording():  # a traced or compiled graph must compute them from the sizes
+        if is_graph_recording():  # a traced or compiled graph must compute them from the sizes
             return [Boxes(level_anchors) for level_anchors in self._grid_anchors(grid_sizes, strides)]
         # The anchors depend only on the grid sizes and strides: made once for each, kept for the
         # most recent few (one per padded batch size in multi-scale training).
