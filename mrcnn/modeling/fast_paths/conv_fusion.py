@@ -118,13 +118,18 @@ def _cached(conv: nn.Module, key: Optional[tuple], name: str, compute):
     return cache[name]
 
 
+def _fold_affine(conv: nn.Conv2d) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(folded weight, folded bias, the norm's scale (C_out, 1, 1, 1)) of a conv whose norm is affine."""
+    scale, shift = _norm_affine(conv.norm, conv.weight.dtype)
+    bias = shift if conv.bias is None else conv.bias * scale.view(-1) + shift
+    return conv.weight * scale, bias, scale
+
+
 def _fold(conv: nn.Conv2d) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     norm = getattr(conv, "norm", None)
     if norm is None or not is_affine_norm(norm):
         return conv.weight, conv.bias
-    scale, shift = _norm_affine(norm, conv.weight.dtype)
-    weight = conv.weight * scale
-    bias = shift if conv.bias is None else conv.bias * scale.view(-1) + shift
+    weight, bias, _ = _fold_affine(conv)
     return weight, bias
 
 
@@ -171,11 +176,7 @@ def _folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         # a frozen conv (FREEZE_AT) and norm: the folded weight is cached as in inference
         return conv._conv_forward(x, *_cached(conv, _version_key(conv), "folded", lambda: _fold(conv)))
     _CONV_CACHES.pop(conv, None)  # an inference cache is stale after the next optimizer step
-    scale, shift = _norm_affine(conv.norm, conv.weight.dtype)
-    folded = conv.weight * scale
-    bias = shift if conv.bias is None else conv.bias * scale.view(-1) + shift
-    if not folded.requires_grad:
-        return conv._conv_forward(x, folded, bias)
+    folded, bias, scale = _fold_affine(conv)
     weight = conv.weight
     # autograd keeps the hooks until backward: they must not hold the folded tensor itself
     folded_identity = (folded.data_ptr(), folded.shape, folded.dtype)
