@@ -15,12 +15,12 @@ from torchvision_parity_checks import (
     check_detections,
     check_feature_maps,
     check_masks,
+    check_portrait_with_saturated_objectness,
     check_proposals,
     check_training_step,
     convert_with_tool,
     image_tensor,
     run_both,
-    saturated_objectness,
     training_step,
 )
 
@@ -31,7 +31,6 @@ from mrcnn.modeling import build_model
 
 CONFIG = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation", "mask_rcnn_R_50_FPN_torchvision_v2.yaml")
 HEIGHT, WIDTH = 800, 1067
-PORTRAIT = (416, 288)  # padded sides that are not multiples of 64: p6 strides 59 and 57
 TRAINING_SIZE = (192, 256)  # one small image keeps both models' forward and backward cheap
 
 
@@ -127,14 +126,7 @@ def test_v2_masks_match(parity):
 def test_v2_portrait_image_with_saturated_objectness_matches(models):
     """As in the v1 test: with the nominal 64-px strides 4 proposals move by 5 to 30 px; ranked by
     logit, 396 of 1000 proposals come in another order."""
-    torchvision_model, model = models
-    with saturated_objectness(torchvision_model, model, 10.0):
-        outputs = run_both(torchvision_model, model, image_tensor(*PORTRAIT))
-    saturated = int((outputs.proposals.objectness_logits.sigmoid() == 1.0).sum())
-    assert saturated >= 100, f"only {saturated} proposals have probability 1.0"
-    check_proposals(outputs)
-    check_detections(outputs)
-    check_masks(outputs)
+    check_portrait_with_saturated_objectness(*models)
 
 
 def test_v2_training_step_matches(models):

@@ -126,6 +126,23 @@ def run_both(torchvision_model: nn.Module, model: nn.Module, image: torch.Tensor
     )
 
 
+# padded sides 416 and 288, not multiples of 64: p6 is 7x5 cells, strides 416 // 7 = 59 and 288 // 5 = 57
+PORTRAIT = (416, 288)
+
+
+def check_portrait_with_saturated_objectness(torchvision_model: nn.Module, model: nn.Module) -> None:
+    """Proposals, detections and masks agree on a portrait image whose padded sides are not
+    multiples of 64, with the objectness weights scaled by 10 so that at least 100 proposals have
+    float32 probability exactly 1.0 (torchvision's tie order decides which ones NMS keeps)."""
+    with saturated_objectness(torchvision_model, model, 10.0):
+        outputs = run_both(torchvision_model, model, image_tensor(*PORTRAIT))
+    saturated = int((outputs.proposals.objectness_logits.sigmoid() == 1.0).sum())
+    assert saturated >= 100, f"only {saturated} proposals have probability 1.0"
+    check_proposals(outputs)
+    check_detections(outputs)
+    check_masks(outputs)
+
+
 def check_feature_maps(outputs: ParityOutputs) -> None:
     """Every FPN level has torchvision's shape and matches it within 1e-4 of its largest value."""
     for torchvision_name, our_name in FPN_LEVELS:
