@@ -50,10 +50,10 @@ def check_exportable(model: nn.Module) -> None:
             problems.append(f"the proposal generator is {type(model.proposal_generator).__name__}, export covers RPN")
         elif not isinstance(model.proposal_generator.anchor_generator, DefaultAnchorGenerator):
             problems.append("the anchor generator is not DefaultAnchorGenerator")
-        if not isinstance(model.roi_heads, StandardROIHeads) or isinstance(model.roi_heads, CascadeROIHeads):
+        if not isinstance(model.roi_heads, StandardROIHeads):
             problems.append(
                 f"MODEL.ROI_HEADS.NAME is {type(model.roi_heads).__name__}, "
-                "export covers StandardROIHeads (FPN models, one box stage)"
+                "export covers StandardROIHeads and CascadeROIHeads (FPN models)"
             )
         elif model.roi_heads.mask_on and not hasattr(model.roi_heads.mask_head, "layers"):
             problems.append("the mask head has no layers() method giving its logits")
@@ -110,7 +110,7 @@ def _clip(boxes: Tensor, height: Tensor, width: Tensor) -> Tensor:
 
 
 class ExportableMaskRCNN(nn.Module):
-    """A GeneralizedRCNN (RPN + StandardROIHeads) behind ``forward(images) -> (boxes, scores, classes, masks,
+    """A GeneralizedRCNN (RPN + StandardROIHeads or CascadeROIHeads) behind ``forward(images) -> (boxes, scores, classes, masks,
     batch_indices)``; see the module docstring for shapes. Holds the model, shares its weights."""
 
     def __init__(self, model: GeneralizedRCNN, min_size_test: int, max_size_test: int):
@@ -294,12 +294,10 @@ class ExportableMaskRCNN(nn.Module):
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Box branch and fast_rcnn_inference: boxes (D, 4) in resized pixels, scores, classes, images."""
         heads = self.model.roi_heads
-        predictor = heads.box_predictor
         level_features = [features[name] for name in heads.box_in_features]
-        box_features = heads.box_head(self._pool(heads.box_pooler, level_features, proposals, proposal_images))
-        class_logits, box_deltas = predictor(box_features)
-        boxes = predictor.box2box_transform.apply_deltas(box_deltas, proposals)  # (R, K*4) or (R, 4)
-        probabilities = F.softmax(class_logits, dim=-1)
+        boxes, probabilities, predictor = self._box_predictions(
+            level_features, proposals, proposal_images, height, width
+        )
         roi_finite = torch.isfinite(boxes).all(dim=1) & torch.isfinite(probabilities).all(dim=1)
         scores = probabilities[:, :-1]
         num_classes = predictor.num_classes
@@ -323,6 +321,34 @@ class ExportableMaskRCNN(nn.Module):
         )
         order = keep[_order_by_image_then_score(ranked[keep], images[keep], num_images, predictor.test_topk_per_image)]
         return boxes[order], scores[order], class_index[order], images[order]
+
+    def _box_predictions(
+        self, level_features: List[Tensor], proposals: Tensor, proposal_images: Tensor, height: Tensor, width: Tensor
+    ) -> Tuple[Tensor, Tensor, nn.Module]:
+        """Decoded boxes (R, K*4) or (R, 4), class probabilities (R, K+1) and the predictor whose
+        test settings apply, for the R proposals.
+
+        A cascade runs its stages as CascadeROIHeads' inference does: each stage scores the boxes
+        the previous one predicted (clipped to the image, none dropped), the probabilities are
+        averaged over the stages and the last stage's boxes are kept.
+        """
+        heads = self.model.roi_heads
+        if not isinstance(heads, CascadeROIHeads):
+            box_features = heads.box_head(self._pool(heads.box_pooler, level_features, proposals, proposal_images))
+            class_logits, box_deltas = heads.box_predictor(box_features)
+            boxes = heads.box_predictor.box2box_transform.apply_deltas(box_deltas, proposals)
+            return boxes, F.softmax(class_logits, dim=-1), heads.box_predictor
+        num_stages = heads.num_cascade_stages
+        boxes, summed = proposals, None
+        for stage in range(num_stages):
+            if stage > 0:
+                boxes = _clip(boxes, height.to(torch.float32), width.to(torch.float32))
+            pooled = self._pool(heads.box_pooler, level_features, boxes, proposal_images)
+            class_logits, box_deltas = heads.box_predictor[stage](heads.box_head[stage](pooled))
+            probabilities = F.softmax(class_logits, dim=-1)
+            summed = probabilities if summed is None else summed + probabilities
+            boxes = heads.box_predictor[stage].box2box_transform.apply_deltas(box_deltas, boxes)
+        return boxes, summed * (1.0 / num_stages), heads.box_predictor[num_stages - 1]
 
     def _mask_probabilities(
         self, features: Dict[str, Tensor], boxes: Tensor, classes: Tensor, images: Tensor

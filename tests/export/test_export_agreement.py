@@ -183,10 +183,39 @@ def test_saturated_scores_keep_the_eager_choice_among_ties(tmp_path):
     assert_agree(got, expected, (60, 90))
 
 
-def test_cascade_models_are_refused_with_the_reason():
+@pytest.mark.parametrize("runner", ["onnx", "torchscript"])
+def test_cascade_model_agrees_on_other_sizes_and_a_batch(tmp_path, runner):
+    """Three box stages: scores averaged over the stages, boxes of the last, as eager inference."""
+    torch.manual_seed(0)
     cfg = tiny_config(num_classes=3)
     cfg.MODEL.ROI_HEADS.NAME = "CascadeROIHeads"
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = True
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.4
     model = build_model(cfg).eval()
-    with pytest.raises(ValueError, match="CascadeROIHeads.*one box stage"):
-        ExportableMaskRCNN.from_config(cfg, model)
+    with torch.no_grad():  # every stage moves its boxes; mask logits far from the threshold
+        for predictor in model.roi_heads.box_predictor:
+            predictor.bbox_pred.weight.mul_(30.0)
+            predictor.cls_score.weight.mul_(10.0)
+        model.roi_heads.mask_head.predictor.weight.mul_(300.0)
+    adapter = ExportableMaskRCNN.from_config(cfg, model)
+    sample = torch.from_numpy(natural_image(48, 80, seed=1))[None]
+    if runner == "onnx":
+        session = ort.InferenceSession(
+            export_onnx(adapter, sample, str(tmp_path / "cascade.onnx")), providers=["CPUExecutionProvider"]
+        )
+        run = lambda images: run_onnx(session, images)  # noqa: E731
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            scripted = torch.jit.load(export_torchscript(adapter, sample, str(tmp_path / "cascade.ts")))
+        run = lambda images: run_torchscript(scripted, images)  # noqa: E731
+    total = 0
+    cases = [natural_image(h, w, seed=h + w)[None] for h, w in SIZES]
+    cases.append(np.stack([natural_image(56, 72, seed=5), natural_image(56, 72, seed=6)]))
+    for images in cases:
+        got = split_by_image(run(images), len(images))
+        expected = eager_detections(model, cfg, images)
+        for got_image, expected_image in zip(got, expected):
+            assert_agree(got_image, expected_image, images.shape[1:3])
+            total += len(expected_image["scores"])
+    assert total >= 5  # the check compared real detections
