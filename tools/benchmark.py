@@ -580,7 +580,12 @@ def dispatch_headline(results: Dict[str, Any]) -> str:
     ]
     if not counted:
         return ""
-    parts = [f"{name} {counts['operators']} ({counts['host_syncs']})" for name, counts in counted]
+    parts = []
+    for name, counts in counted:
+        part = f"{name} {counts['operators']}"
+        if counts.get("region_calls"):
+            part += f" [{counts['operators_regions_as_one']} with each of our kernel regions as one]"
+        parts.append(f"{part} ({counts['host_syncs']})")
     return "; operators (host syncs) per call: " + ", ".join(parts)
 
 
@@ -627,7 +632,10 @@ def dispatch_lines(name: str, counts: Dict[str, Any]) -> List[str]:
     if counts["host_syncs_by_operator"]:
         line += " (" + ", ".join(f"{k} {v}" for k, v in counts["host_syncs_by_operator"].items()) + ")"
     for region, count in counts.get("operators_in_regions", {}).items():
-        line += f"; {count} of the operators inside {region}"
+        calls = counts.get("region_calls", {}).get(region, 0)
+        line += f"; {count} of the operators inside {region} ({calls} calls)"
+    if counts.get("region_calls"):
+        line += f"; {counts['operators_regions_as_one']} operators with each region call as one"
     if "kernel_launches" in counts:
         line += f", {counts['kernel_launches']} kernel launches, {counts['cuda_host_waits']} CUDA host waits"
     most = ", ".join(f"{op} {count}" for op, count in counts["most_dispatched"][:10])

@@ -50,7 +50,9 @@ def count_dispatches(run: Callable[[], Any], device: torch.device, top: int = 15
     "host_syncs_by_operator" the same by name; "most_dispatched": the ``top`` most frequent
     operators as [name, count]; "operators_in_regions": how many of the operators ran inside each
     ``record_function`` region named "mrcnn::..." (a kernel of ours written as torch operators,
-    such as the CPU RoIAlign gradient of the fast paths). On CUDA also "kernel_launches" and "cuda_host_waits" (calls of
+    such as the CPU RoIAlign gradient of the fast paths) and "region_calls" how often each region
+    was entered; "operators_regions_as_one": the operators with each region call counted as one,
+    as the compiled kernel it stands for would be. On CUDA also "kernel_launches" and "cuda_host_waits" (calls of
     cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize and blocking cudaMemcpy).
     """
     cuda = device.type == "cuda"
@@ -62,6 +64,7 @@ def count_dispatches(run: Callable[[], Any], device: torch.device, top: int = 15
     operators: collections.Counter[str] = collections.Counter()
     syncs: collections.Counter[str] = collections.Counter()
     regions: collections.Counter[str] = collections.Counter()
+    region_calls: collections.Counter[str] = collections.Counter()
     launches = waits = 0
     for event in prof.events():
         name = event.name
@@ -70,6 +73,13 @@ def count_dispatches(run: Callable[[], Any], device: torch.device, top: int = 15
             continue
         if name in _HOST_WAITS:
             waits += 1
+            continue
+        if name.startswith(_REGION_PREFIX):
+            parent = event.cpu_parent
+            while parent is not None and not parent.name.startswith(_REGION_PREFIX):
+                parent = parent.cpu_parent
+            if parent is None:  # a region inside another counts as part of it
+                region_calls[name] += 1
             continue
         if not _OPERATOR_NAME.match(name):
             continue
@@ -97,6 +107,8 @@ def count_dispatches(run: Callable[[], Any], device: torch.device, top: int = 15
         "host_syncs_by_operator": dict(syncs.most_common()),
         "most_dispatched": [[name, count] for name, count in operators.most_common(top)],
         "operators_in_regions": dict(regions.most_common()),
+        "region_calls": dict(region_calls.most_common()),
+        "operators_regions_as_one": sum(operators.values()) - sum(regions.values()) + sum(region_calls.values()),
     }
     if cuda:
         report["kernel_launches"] = launches

@@ -56,3 +56,26 @@ def test_reports_the_operators_inside_mrcnn_regions():
     report = count_dispatches(run, CPU)
     assert report["operators"] == 3  # the label itself is not an operator
     assert report["operators_in_regions"] == {"mrcnn::example_kernel": 2}
+    assert report["region_calls"] == {"mrcnn::example_kernel": 1}
+    assert report["operators_regions_as_one"] == 2
+
+
+def test_counts_each_call_of_a_region_and_not_regions_inside_it():
+    values = torch.arange(6.0)
+
+    def kernel():
+        with torch.profiler.record_function("mrcnn::example_kernel"):
+            values + 1
+            with torch.profiler.record_function("mrcnn::inner_part"):
+                values * 3
+                values - 1
+
+    def run():
+        kernel()
+        kernel()
+        values.sum()
+
+    report = count_dispatches(run, CPU)
+    assert report["operators"] == 7
+    assert report["region_calls"] == {"mrcnn::example_kernel": 2}
+    assert report["operators_regions_as_one"] == 3
