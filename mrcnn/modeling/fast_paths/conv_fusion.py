@@ -98,8 +98,10 @@ def _norm_affine(norm: nn.Module, dtype: torch.dtype) -> Tuple[torch.Tensor, tor
 
 
 def _cache_key(conv: nn.Module) -> Optional[tuple]:
-    """None when caching is off: gradients enabled (training) or tensors without version counters."""
-    if torch.is_grad_enabled():
+    """None when caching is off: a conv that trains (gradients enabled and a parameter requiring
+    one) or tensors without version counters. A frozen conv (FREEZE_AT) keeps its folded, packed
+    weight between training steps, as in inference."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in conv.parameters()):
         # a cache from an earlier evaluation would be stale after the next optimizer step
         _CONV_CACHES.pop(conv, None)
         return None

@@ -166,7 +166,9 @@ class FastROIAlign(ROIAlign):
         if rois.dim() != 2 or rois.size(1) != 5:
             return super().forward(input, rois)  # the plain forward raises the error
         args = (self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
-        return roi_align_cpu(input, rois.to(dtype=input.dtype), *args)
+        if rois.dtype != input.dtype:  # a no-op .to() would still be dispatched
+            rois = rois.to(dtype=input.dtype)
+        return roi_align_cpu(input, rois, *args)
 
 
 # plain class -> its fast variant

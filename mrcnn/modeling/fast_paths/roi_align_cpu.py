@@ -188,13 +188,16 @@ class _ROIAlignCPUFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         (rois,) = ctx.saved_tensors
-        compute_dtype = torch.promote_types(grad_output.dtype, torch.float32)
+        dtype = grad_output.dtype
         # named for profilers: one kernel's work, dispatched as many small operators
         with torch.profiler.record_function("mrcnn::roi_align_backward_cpu"):
-            grad = _roi_align_grad_cpu(grad_output.to(compute_dtype), rois, ctx.input_shape, *ctx.args)
+            if dtype in (torch.float16, torch.bfloat16):  # accumulated in float32
+                grad = _roi_align_grad_cpu(grad_output.float(), rois, ctx.input_shape, *ctx.args).to(dtype)
+            else:
+                grad = _roi_align_grad_cpu(grad_output, rois, ctx.input_shape, *ctx.args)
         # Channels-last strides whatever the input's: a copy to NCHW would double the largest
         # tensor of the backward pass, and on the CPU the features it flows into are NHWC.
-        return grad.to(grad_output.dtype), None, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def roi_align_cpu(
@@ -208,7 +211,8 @@ def roi_align_cpu(
     """torchvision's roi_align of input (N, C, H, W) at rois (K, 5) -> (K, C, *output_size), on the
     CPU threads, with the fast gradient when ``input`` needs one."""
     # torchvision's kernel copies a non-contiguous input at every call, in every thread
-    input = input.contiguous()
+    if not input.is_contiguous():
+        input = input.contiguous()
     args = (output_size, spatial_scale, sampling_ratio, aligned)
     if torch.is_grad_enabled() and input.requires_grad:
         return _ROIAlignCPUFunction.apply(input, rois, *args)

@@ -76,7 +76,7 @@ class GeneralizedRCNN(nn.Module):
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
         """Normalise each image and pad the batch to the backbone's size divisibility."""
         images = [
-            (x["image"].to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+            (x["image"].to(self.device, torch.float32, non_blocking=True) - self.pixel_mean) / self.pixel_std
             for x in batched_inputs
         ]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
