@@ -110,8 +110,9 @@ def _clip(boxes: Tensor, height: Tensor, width: Tensor) -> Tensor:
 
 
 class ExportableMaskRCNN(nn.Module):
-    """A GeneralizedRCNN (RPN + StandardROIHeads or CascadeROIHeads) behind ``forward(images) -> (boxes, scores, classes, masks,
-    batch_indices)``; see the module docstring for shapes. Holds the model, shares its weights."""
+    """A GeneralizedRCNN (RPN + StandardROIHeads or CascadeROIHeads) behind ``forward(images) ->
+    (boxes, scores, classes, masks, batch_indices)``; see the module docstring for shapes. Holds
+    the model, shares its weights."""
 
     def __init__(self, model: GeneralizedRCNN, min_size_test: int, max_size_test: int):
         super().__init__()
