@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-DEMO_CONFIG := configs/shapes/mask_rcnn_shapes.yaml
+DEMO_CONFIG := configs/shapes/cascade_mask_rcnn_shapes.yaml
 DEMO_DIR := output/demo
 
 .PHONY: venv test lint demo clean
