@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export a trained Mask R-CNN to ONNX or TorchScript, with a json describing it.
 
-    python tools/export_model.py --config-file configs/shapes/mask_rcnn_shapes.yaml \
+    python tools/export_model.py --config-file configs/shapes/cascade_mask_rcnn_shapes.yaml \
         --format onnx --output output/export MODEL.WEIGHTS output/demo/model_final.pth
 
 --output DIR gets model.onnx (or model.ts) and model.json: the class names, the input's channel
