@@ -25,17 +25,8 @@ def subsample_labels(
     Returns:
         pos_idx, neg_idx: 1-D int64 indices into ``labels`` of the sampled positives / negatives.
     """
-    if not 0.0 <= positive_fraction <= 1.0:
-        raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
-    positive = ((labels != -1) & (labels != bg_label)).nonzero(as_tuple=True)[0]
-    negative = (labels == bg_label).nonzero(as_tuple=True)[0]
-
-    num_pos = min(positive.numel(), int(num_samples * positive_fraction))
-    num_neg = min(negative.numel(), num_samples - num_pos)
-
-    pos_perm = torch.randperm(positive.numel(), device=positive.device)[:num_pos]
-    neg_perm = torch.randperm(negative.numel(), device=negative.device)[:num_neg]
-    return positive[pos_perm], negative[neg_perm]
+    sampled, num_positive, _ = subsample_labels_batched(labels[None], num_samples, positive_fraction, bg_label)
+    return sampled[: num_positive[0]], sampled[num_positive[0] :]
 
 
 def subsample_labels_batched(
