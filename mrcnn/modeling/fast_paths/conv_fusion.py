@@ -176,7 +176,7 @@ def _folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """
     if not any(p.requires_grad for p in conv.parameters()):
         # a frozen conv (FREEZE_AT) and norm: the folded weight is cached as in inference
-        return conv._conv_forward(x, *_cached(conv, _version_key(conv), "folded", lambda: _fold(conv)))
+        return conv._conv_forward(x, *folded_weight_and_bias(conv))
     _CONV_CACHES.pop(conv, None)  # an inference cache is stale after the next optimizer step
     folded, bias, scale = _fold_affine(conv)
     weight = conv.weight
