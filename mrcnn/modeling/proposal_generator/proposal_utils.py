@@ -93,8 +93,6 @@ def find_top_rpn_proposals(
     Returns:
         N Instances with ``proposal_boxes`` (Boxes) and ``objectness_logits``, best first.
     """
-    if ranking not in PROPOSAL_RANKINGS:
-        raise ValueError(f"Unknown proposal ranking {ranking!r}; valid: {list(PROPOSAL_RANKINGS)}")
     num_images = len(image_sizes)
     batch_index = torch.arange(num_images, device=proposals[0].device)[:, None]
 
@@ -186,17 +184,21 @@ def select_rpn_proposals(
     scores = _as_float32(proposal_scores(logits, ranking))
     nms_boxes = _as_float32(boxes)
 
+    # per image; a tensor that is another's (float32 already) is not split twice
+    boxes_per_image, logits_per_image = boxes.split(kept_per_image), logits.split(kept_per_image)
+    nms_boxes_per_image = boxes_per_image if nms_boxes is boxes else nms_boxes.split(kept_per_image)
+    scores_per_image = logits_per_image if scores is logits else scores.split(kept_per_image)
+    level_ids_per_image = [None] * num_images if level_ids is None else level_ids.split(kept_per_image)
+
     results = []
-    per_image, split = [], {}  # each distinct tensor split into images once
-    for values in (boxes, nms_boxes, scores, logits, level_ids):
-        if values is None:
-            per_image.append([None] * num_images)
-            continue
-        if id(values) not in split:
-            split[id(values)] = values.split(kept_per_image)
-        per_image.append(split[id(values)])
     for image_size, per_level, image_boxes, image_nms_boxes, image_scores, image_logits, image_level_ids in zip(
-        image_sizes, kept_per_level, *per_image
+        image_sizes,
+        kept_per_level,
+        boxes_per_image,
+        nms_boxes_per_image,
+        scores_per_image,
+        logits_per_image,
+        level_ids_per_image,
     ):
         if len(image_boxes) == 0:
             keep = torch.empty(0, dtype=torch.int64, device=device)
