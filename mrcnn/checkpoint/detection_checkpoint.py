@@ -6,6 +6,10 @@
   zoo format) load through an unpickler that only accepts numpy arrays and plain containers.
 * Parameters whose shapes differ from the model (e.g. another class count) are skipped and listed
   in one log line; the "module." prefix of DistributedDataParallel checkpoints is removed.
+* A checkpoint written with MODEL_EMA.ENABLED holds the moving average of the weights under
+  "model_ema" beside the trained weights under "model". Resuming training restores both; loading
+  the file for its weights only (MODEL.WEIGHTS: evaluation, demo, export, fine-tuning) takes the
+  average.
 """
 
 import logging
@@ -24,7 +28,9 @@ from .foreign_weights import SOURCE_KEY, convert_foreign_checkpoint, describe_lo
 from .weights_file import check_weights_match_model, read_weights_file
 from .weights_path import resolve_weights_path
 
-__all__ = ["DetectionCheckpointer"]
+__all__ = ["DetectionCheckpointer", "EMA_CHECKPOINT_KEY"]
+
+EMA_CHECKPOINT_KEY = "model_ema"  # the entry holding mrcnn.engine.ModelEMA.state_dict()
 
 LAST_CHECKPOINT_FILE = "last_checkpoint"
 _PERIODIC_NAME = re.compile(r"^(?P<prefix>.+)_(?P<iteration>\d{7})\.pth$")
@@ -46,6 +52,7 @@ class DetectionCheckpointer(Checkpointer):
             save_to_disk = comm.is_main_process()
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.logger = logging.getLogger(__name__)
+        self._weights_only = False  # set by `load`: whether the file is read for its weights alone
 
     # --- saving -------------------------------------------------------------------------------
     def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
@@ -128,6 +135,10 @@ class DetectionCheckpointer(Checkpointer):
         loaded = self._convert_loaded(loaded, filename)
         if not isinstance(loaded, dict):
             raise ValueError(f"Weights file '{filename}' holds a {type(loaded).__name__}, not a dict of weights.")
+        average = loaded.get(EMA_CHECKPOINT_KEY)
+        if self._weights_only and isinstance(average, dict) and isinstance(average.get("weights"), dict):
+            self.logger.info(f"Taking the moving average of the weights ('{EMA_CHECKPOINT_KEY}') from {filename}.")
+            loaded = {**loaded, "model": average["weights"]}
         if "model" not in loaded:
             if "blobs" in loaded:  # Detectron (Caffe2) files keep their weights under "blobs"
                 loaded = {"model": loaded["blobs"], **{k: v for k, v in loaded.items() if k != "blobs"}}
@@ -152,7 +163,12 @@ class DetectionCheckpointer(Checkpointer):
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         """Load ``path``: a local file, an http(s) URL, ``torchvision://name`` or ``detectron2://path``
         (remote files are downloaded once into a cache, see `mrcnn.checkpoint.weights_path`)."""
-        return super().load(resolve_weights_path(path) if path else path, checkpointables)
+        # Weights only (the average, where the file has one) unless training state is restored too.
+        self._weights_only = not (self.checkpointables if checkpointables is None else checkpointables)
+        try:
+            return super().load(resolve_weights_path(path) if path else path, checkpointables)
+        finally:
+            self._weights_only = False
 
     def _load_model(self, checkpoint: Any) -> _IncompatibleKeys:
         num_in_file = len(checkpoint.get("model", {}))

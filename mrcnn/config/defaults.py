@@ -247,6 +247,12 @@ _C.SOLVER.BEST_CHECKPOINT.ENABLED = True  # keep model_best.pth by METRIC when e
 _C.SOLVER.BEST_CHECKPOINT.METRIC = "bbox/AP"  # metric to rank checkpoints by
 _C.SOLVER.BEST_CHECKPOINT.MODE = "max"  # "max" or "min"
 
+_C.MODEL_EMA = CN()
+# Keep an exponential moving average of the weights (mrcnn.engine.model_ema); evaluations use it, and
+# loading a checkpoint that holds one as MODEL.WEIGHTS takes the averaged weights.
+_C.MODEL_EMA.ENABLED = False
+_C.MODEL_EMA.DECAY = 0.999  # averages over about 1 / (1 - DECAY) iterations
+
 # ---------------------------------------------------------------------------------------------
 # Test
 # ---------------------------------------------------------------------------------------------

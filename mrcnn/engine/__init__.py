@@ -12,6 +12,7 @@ from .defaults import (
     import_plugins,
 )
 from .launch import launch, started_by_torchrun, torchrun_restart_count
+from .model_ema import ModelEMA
 from .preemption import EXIT_CODE_INTERRUPTED, TrainingInterrupted
 from .train_loop import AMPTrainer, HookBase, SimpleTrainer, TrainerBase
 
@@ -34,6 +35,7 @@ __all__ = [
     "AMPTrainer",
     "DefaultTrainer",
     "DefaultPredictor",
+    "ModelEMA",
     "default_argument_parser",
     "default_setup",
     "default_writers",

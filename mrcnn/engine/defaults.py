@@ -13,6 +13,7 @@ Typical script (what tools/train_net.py does)::
 """
 
 import argparse
+import contextlib
 import inspect
 import json
 import logging
@@ -27,7 +28,7 @@ from fvcore.nn.precise_bn import get_bn_modules
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mrcnn.checkpoint import DetectionCheckpointer, atomic_write_text
+from mrcnn.checkpoint import EMA_CHECKPOINT_KEY, DetectionCheckpointer, atomic_write_text
 from mrcnn.config import CfgNode, get_cfg
 from mrcnn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from mrcnn.utils import comm
@@ -39,6 +40,7 @@ from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names
 
 from . import hooks
 from .launch import torchrun_restart_count
+from .model_ema import ModelEMA
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -263,9 +265,12 @@ class DefaultTrainer(TrainerBase):
             self._trainer = SimpleTrainer(model, data_loader, optimizer, **trainer_kwargs)
         self._trainer.after_backward = self.after_backward  # our hooks see the backward of the inner loop
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), scheduler=self.scheduler
-        )
+        # the average of the weights, evaluated instead of them (MODEL_EMA.ENABLED); None when off
+        self.model_ema: Optional[ModelEMA] = ModelEMA(model, cfg.MODEL_EMA.DECAY) if cfg.MODEL_EMA.ENABLED else None
+        checkpointables: Dict[str, Any] = {"trainer": weakref.proxy(self), "scheduler": self.scheduler}
+        if self.model_ema is not None:
+            checkpointables[EMA_CHECKPOINT_KEY] = self.model_ema
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._last_eval_results: Optional[Dict[str, Any]] = None
@@ -451,10 +456,16 @@ class DefaultTrainer(TrainerBase):
         cfg = self.cfg
         has_test_sets = len(cfg.DATASETS.TEST) > 0
         result: List[Optional[hooks.HookBase]] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if self.model_ema is not None:
+            result.append(hooks.ModelEMAHook(self.model_ema))
         if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
             # a training loader of its own: its batches leave the training stream as it is
             loader = self.build_train_loader(cfg)
-            result.append(hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, self.model, loader, cfg.TEST.PRECISE_BN.NUM_ITER))
+            result.append(
+                hooks.PreciseBN(
+                    cfg.TEST.EVAL_PERIOD, self.model, loader, cfg.TEST.PRECISE_BN.NUM_ITER, model_ema=self.model_ema
+                )
+            )
         if cfg.TEST.VAL_LOSS_PERIOD > 0 and has_test_sets:
             result.append(hooks.ValidationLoss(cfg.TEST.VAL_LOSS_PERIOD, self.build_validation_loss_loader(cfg)))
         result.append(
@@ -465,7 +476,8 @@ class DefaultTrainer(TrainerBase):
         if has_test_sets:
 
             def test_and_save_results() -> Dict[str, Any]:
-                self._last_eval_results = self.test(self.cfg, self.model)
+                with self.model_ema.applied() if self.model_ema is not None else contextlib.nullcontext():
+                    self._last_eval_results = self.test(self.cfg, self.model)
                 return self._last_eval_results
 
             result.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))

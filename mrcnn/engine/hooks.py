@@ -4,13 +4,14 @@
 
 1. `IterationTimer`         time per iteration ("time"), total training speed at the end
 2. `LRScheduler`            records "lr", steps the lr schedule
-3. `PreciseBN`              (TEST.PRECISE_BN.ENABLED) BatchNorm statistics recomputed before each evaluation
-4. `ValidationLoss`         (TEST.VAL_LOSS_PERIOD > 0) losses on held-out images
-5. `PeriodicCheckpointer`   every SOLVER.CHECKPOINT_PERIOD, keeps the newest N, model_final at the end
-6. `EvalHook`               every TEST.EVAL_PERIOD and at the end; results become scalars
-7. `BestCheckpointer`       (SOLVER.BEST_CHECKPOINT.ENABLED) model_best.pth by a metric
-8. `EarlyStopping`          (SOLVER.EARLY_STOP.ENABLED) stop when a metric stops improving
-9. `PeriodicWriter`         console, metrics.json, TensorBoard; last, so it sees every scalar above
+3. `ModelEMAHook`           (MODEL_EMA.ENABLED) the moving average of the weights, which evaluations use
+4. `PreciseBN`              (TEST.PRECISE_BN.ENABLED) BatchNorm statistics recomputed before each evaluation
+5. `ValidationLoss`         (TEST.VAL_LOSS_PERIOD > 0) losses on held-out images
+6. `PeriodicCheckpointer`   every SOLVER.CHECKPOINT_PERIOD, keeps the newest N, model_final at the end
+7. `EvalHook`               every TEST.EVAL_PERIOD and at the end; results become scalars
+8. `BestCheckpointer`       (SOLVER.BEST_CHECKPOINT.ENABLED) model_best.pth by a metric
+9. `EarlyStopping`          (SOLVER.EARLY_STOP.ENABLED) stop when a metric stops improving
+10. `PeriodicWriter`        console, metrics.json, TensorBoard; last, so it sees every scalar above
 """
 
 import datetime
@@ -26,6 +27,7 @@ from mrcnn.utils.env import capture_rng_states
 from mrcnn.utils.events import EventWriter
 
 from .evaluation_hooks import BestCheckpointer, EarlyStopping, EvalHook, ValidationLoss
+from .model_ema import ModelEMAHook
 from .precise_bn import PreciseBN
 from .train_loop import HookBase
 
@@ -34,6 +36,7 @@ __all__ = [
     "CallbackHook",
     "IterationTimer",
     "LRScheduler",
+    "ModelEMAHook",
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "PreciseBN",

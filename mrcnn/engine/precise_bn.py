@@ -1,5 +1,6 @@
 """The PreciseBN hook: BatchNorm running statistics recomputed as true averages before evaluation."""
 
+import contextlib
 import logging
 from typing import Any, Iterable, Iterator, Optional
 
@@ -12,6 +13,7 @@ from mrcnn.utils import comm
 from mrcnn.utils.env import preserved_rng_states
 from mrcnn.utils.events import EventStorage
 
+from .model_ema import ModelEMA
 from .train_loop import HookBase
 
 __all__ = ["PreciseBN"]
@@ -39,7 +41,14 @@ class PreciseBN(HookBase):
     with what the checkpoint holds. Plain BatchNorm layers keep their per-process statistics.
     """
 
-    def __init__(self, period: int, model: nn.Module, data_loader: Iterable[Any], num_iter: int):
+    def __init__(
+        self,
+        period: int,
+        model: nn.Module,
+        data_loader: Iterable[Any],
+        num_iter: int,
+        model_ema: Optional[ModelEMA] = None,
+    ):
         """
         Args:
             period: run every this many iterations (0: only after the last iteration).
@@ -47,7 +56,10 @@ class PreciseBN(HookBase):
                 DistributedDataParallel wrapper is looked through.
             data_loader: batches the model takes in training mode (with annotations).
             num_iter: batches per update.
+            model_ema: the moving average of the weights that evaluations use (MODEL_EMA.ENABLED):
+                the statistics are then those of the averaged weights, and go into the average.
         """
+        self._model_ema = model_ema
         if int(num_iter) <= 0:
             raise ValueError(f"TEST.PRECISE_BN.NUM_ITER must be a positive number of batches; got {num_iter}.")
         self._period = int(period)
@@ -73,9 +85,12 @@ class PreciseBN(HookBase):
         batches = (next(self._data_iter) for _ in range(self._num_iter))
         logger.info(f"Computing precise BatchNorm statistics over {self._num_iter} batches ...")
         # A storage of its own takes (and drops) what the model logs in these forward passes.
-        with preserved_rng_states(), EventStorage():
+        averaged = self._model_ema.applied() if self._model_ema is not None else contextlib.nullcontext()
+        with averaged, preserved_rng_states(), EventStorage():
             update_bn_stats(self._model, batches, self._num_iter)
-        _share_synchronized_statistics(self._model)
+            _share_synchronized_statistics(self._model)
+            if self._model_ema is not None:
+                self._model_ema.take_buffers()
 
 
 def _share_synchronized_statistics(model: nn.Module) -> None:
