@@ -34,9 +34,6 @@ DETECTRON2_ONLY_DEFAULTS: Dict[str, Any] = {
     "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST": 1000,
     "DATALOADER.REPEAT_SQRT": True,
     "TEST.KEYPOINT_OKS_SIGMAS": [],
-    "TEST.AUG.MIN_SIZES": [400, 500, 600, 700, 800, 900, 1000, 1100, 1200],
-    "TEST.AUG.MAX_SIZE": 4000,
-    "TEST.AUG.FLIP": True,
     # federated loss / sigmoid classification (LVIS)
     "MODEL.ROI_BOX_HEAD.USE_FED_LOSS": False,
     "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE": False,
@@ -136,7 +133,6 @@ UNSUPPORTED_WHEN_CHANGED: List[Tuple[str, Any, str]] = [
     ("DATASETS.PROPOSAL_FILES_TRAIN", [], "precomputed proposals"),
     ("DATASETS.PROPOSAL_FILES_TEST", [], "precomputed proposals"),
     ("SOLVER.REFERENCE_WORLD_SIZE", 0, "automatic rescaling of the schedule by world size"),
-    ("TEST.AUG.ENABLED", False, "test-time augmentation"),
 ]
 
 

@@ -265,7 +265,14 @@ _C.TEST.EVALUATOR = ""  # evaluator name; "" picks it from the dataset's evaluat
 _C.TEST.EVAL_BACKEND = "pycocotools"  # "pycocotools" or "faster_coco_eval"
 _C.TEST.EXPECTED_RESULTS = []  # unused (detectron2 compatibility)
 _C.TEST.AUG = CN()
-_C.TEST.AUG.ENABLED = False  # test-time augmentation: unsupported, must stay False
+# Test-time augmentation (mrcnn.modeling.test_time_augmentation): tools/train_net.py also evaluates
+# the model run at every size of MIN_SIZES (and mirrored, with FLIP), reported as "bbox_TTA" / "segm_TTA".
+_C.TEST.AUG.ENABLED = False
+_C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)  # shortest-edge sizes
+_C.TEST.AUG.MAX_SIZE = 4000  # longest-edge cap of each size
+_C.TEST.AUG.FLIP = True  # also run each size mirrored left-right
+_C.TEST.AUG.MERGE = "nms"  # "nms" (detectron2's: pooled, NMS) or "average" (boxes of the first pass averaged)
+_C.TEST.AUG.MATCH_IOU = 0.7  # "average": least IoU of another pass's detection to be averaged in
 _C.TEST.PRECISE_BN = CN()
 # Before each evaluation (every TEST.EVAL_PERIOD and at the end) recompute the running statistics of
 # the BatchNorm layers in training mode over NUM_ITER training batches (fvcore's precise BN).

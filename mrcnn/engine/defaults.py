@@ -405,13 +405,20 @@ class DefaultTrainer(TrainerBase):
 
     @classmethod
     def test(
-        cls, cfg: CfgNode, model: nn.Module, evaluators: Optional[Union[Any, Sequence[Any]]] = None
+        cls,
+        cfg: CfgNode,
+        model: nn.Module,
+        evaluators: Optional[Union[Any, Sequence[Any]]] = None,
+        *,
+        task_suffix: str = "",
     ) -> Dict[str, Any]:
         """Run inference on every DATASETS.TEST set and evaluate it.
 
         Writes ``OUTPUT_DIR/eval_results.json`` as ``{dataset_name: results}`` and returns that dict,
         or, with a single test set, its results alone (so keys read like "bbox/AP"). A dataset
         without an evaluator reports the image count and seconds per image (`inference_speed`).
+        With ``task_suffix`` (e.g. "_TTA") the tasks are renamed ("bbox_TTA"), the evaluators write
+        under ``OUTPUT_DIR/inference{task_suffix}``, and the results join those in eval_results.json.
         """
         from mrcnn.evaluation import inference_on_dataset, inference_speed, json_safe
 
@@ -428,7 +435,10 @@ class DefaultTrainer(TrainerBase):
                 evaluator = evaluators[index]
             else:
                 try:
-                    evaluator = cls.build_evaluator(cfg, dataset_name)
+                    folder = None
+                    if task_suffix:
+                        folder = os.path.join(cfg.OUTPUT_DIR, f"inference{task_suffix}", dataset_name)
+                    evaluator = cls.build_evaluator(cfg, dataset_name, folder)
                 except NotImplementedError:
                     logger.warning(f"No evaluator for {dataset_name}; reporting inference speed only.")
                     evaluator = None
@@ -436,16 +446,30 @@ class DefaultTrainer(TrainerBase):
                 results[dataset_name] = inference_speed(model, data_loader)
             else:
                 results[dataset_name] = inference_on_dataset(model, data_loader, evaluator)
+            if task_suffix and isinstance(results[dataset_name], Mapping):
+                results[dataset_name] = {f"{task}{task_suffix}": value for task, value in results[dataset_name].items()}
             if comm.is_main_process():
                 logger.info(f"Results on {dataset_name}: {json.dumps(json_safe(results[dataset_name]))}")
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-            atomic_write_text(
-                os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), json.dumps(json_safe(results), indent=2)
-            )
+            path = os.path.join(cfg.OUTPUT_DIR, "eval_results.json")
+            written: Dict[str, Any] = dict(results)
+            if task_suffix and os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    written = json.load(f)
+                for dataset_name, value in results.items():
+                    written[dataset_name] = {**written.get(dataset_name, {}), **json_safe(value)}
+            atomic_write_text(path, json.dumps(json_safe(written), indent=2))
         if len(results) == 1:
             return list(results.values())[0]
         return results
+
+    @classmethod
+    def test_with_TTA(cls, cfg: CfgNode, model: nn.Module) -> Dict[str, Any]:
+        """`test` of the model under test-time augmentation (TEST.AUG), tasks named "bbox_TTA", ...."""
+        from mrcnn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA
+
+        return cls.test(cfg, GeneralizedRCNNWithTTA(cfg, model), task_suffix="_TTA")
 
     def build_writers(self) -> List[EventWriter]:
         """Writers fed by the `PeriodicWriter` hook (see `default_writers`)."""
@@ -481,6 +505,13 @@ class DefaultTrainer(TrainerBase):
                 return self._last_eval_results
 
             result.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+            if cfg.TEST.AUG.ENABLED:
+
+                def test_with_tta() -> Dict[str, Any]:
+                    with self.model_ema.applied() if self.model_ema is not None else contextlib.nullcontext():
+                        return self.test_with_TTA(self.cfg, self.model)
+
+                result.append(hooks.EvalHook(0, test_with_tta))  # after training only, as detectron2
         best = cfg.SOLVER.BEST_CHECKPOINT
         if best.ENABLED and has_test_sets:
             result.append(hooks.BestCheckpointer(0, self.checkpointer, best.METRIC, best.MODE))

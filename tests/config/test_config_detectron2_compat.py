@@ -204,7 +204,6 @@ def test_detectron2_only_keys_at_default_are_accepted(d2_configs):
         ("MODEL.RETINANET.NUM_CLASSES", "MODEL:\n  RETINANET:\n    NUM_CLASSES: 20\n"),
         ("MODEL.ROI_BOX_HEAD.USE_FED_LOSS", "MODEL:\n  ROI_BOX_HEAD:\n    USE_FED_LOSS: true\n"),
         ("MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "MODEL:\n  ROI_KEYPOINT_HEAD:\n    NUM_KEYPOINTS: 14\n"),
-        ("TEST.AUG.FLIP", "TEST:\n  AUG:\n    FLIP: false\n"),
         ("MODEL.PANOPTIC_FPN.COMBINE.ENABLED", "MODEL:\n  PANOPTIC_FPN:\n    COMBINE:\n      ENABLED: false\n"),
     ],
 )
