@@ -121,3 +121,32 @@ def test_test_without_evaluator_reports_count_and_speed(tiny_shapes, tmp_path):
     assert results["inference"]["seconds_per_image"] > 0
     assert json.loads((tmp_path / "eval_results.json").read_text())["tinyshapes_val"]["inference"]["num_images"] == 4
     assert model.training  # put back in the mode it was in
+
+
+def test_test_time_augmentation_is_evaluated_after_training_beside_the_plain_model(tiny_shapes, tmp_path):
+    cfg = tiny_shapes_cfg(
+        tmp_path,
+        [
+            "DATASETS.TEST",
+            "('tinyshapes_val',)",
+            "SOLVER.MAX_ITER",
+            "2",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "TEST.AUG.ENABLED",
+            "True",
+            "TEST.AUG.MIN_SIZES",
+            "(64, 80)",
+            "TEST.AUG.MERGE",
+            "average",
+        ],
+    )
+    trainer = DefaultTrainer(cfg)
+    assert [type(h).__name__ for h in trainer.hooks][3:6] == ["EvalHook", "EvalHook", "BestCheckpointer"]
+    trainer.train()
+    on_disk = json.loads((tmp_path / "eval_results.json").read_text())["tinyshapes_val"]
+    assert set(on_disk) == {"bbox", "segm", "bbox_TTA", "segm_TTA"}  # the plain results kept
+    assert all(0.0 <= on_disk[task]["AP"] <= 100.0 for task in on_disk if on_disk[task]["AP"] is not None)
+    assert trainer.storage.latest()["bbox_TTA/AP"][1] == 1
+    assert (tmp_path / "inference_TTA" / "tinyshapes_val" / "coco_instances_results.json").exists()
+    assert (tmp_path / "inference" / "tinyshapes_val" / "coco_instances_results.json").exists()
