@@ -268,7 +268,7 @@ _C.TEST.AUG = CN()
 # Test-time augmentation (mrcnn.modeling.test_time_augmentation): tools/train_net.py also evaluates
 # the model run at every size of MIN_SIZES (and mirrored, with FLIP), reported as "bbox_TTA" / "segm_TTA".
 _C.TEST.AUG.ENABLED = False
-_C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)  # shortest-edge sizes
+_C.TEST.AUG.MIN_SIZES = [400, 500, 600, 700, 800, 900, 1000, 1100, 1200]  # shortest-edge sizes
 _C.TEST.AUG.MAX_SIZE = 4000  # longest-edge cap of each size
 _C.TEST.AUG.FLIP = True  # also run each size mirrored left-right
 _C.TEST.AUG.MERGE = "nms"  # "nms" (detectron2's: pooled, NMS) or "average" (boxes of the first pass averaged)

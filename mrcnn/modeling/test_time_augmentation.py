@@ -26,7 +26,6 @@ from torch import nn
 from torchvision.ops import batched_nms, box_iou
 
 from mrcnn.config import configurable
-from mrcnn.data.transforms.augmentation_impl import ResizeShortestEdge
 from mrcnn.structures import Boxes, Instances
 
 from .postprocessing import detector_postprocess
@@ -116,7 +115,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
     def _augmented(self, inputs: Dict[str, Any], size: int, flipped: bool) -> Dict[str, Any]:
         image = inputs["image"]
         height, width = image.shape[-2:]
-        new_h, new_w = ResizeShortestEdge.get_output_shape(height, width, size, self.max_size)
+        new_h, new_w = _shortest_edge_shape(height, width, size, self.max_size)
         if (new_h, new_w) != (height, width):
             resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
             image = resized.round().clamp(0, 255).to(image.dtype) if not image.is_floating_point() else resized
@@ -180,6 +179,16 @@ class GeneralizedRCNNWithTTA(nn.Module):
 
 
 Size = Tuple[int, int]
+
+
+def _shortest_edge_shape(height: int, width: int, min_size: int, max_size: int) -> Size:
+    """The size ResizeShortestEdge gives (shortest edge ``min_size``, longest at most ``max_size``).
+
+    Written out here: the model does not import the data package."""
+    scale = min_size / min(height, width)
+    if max(height, width) * scale > max_size:
+        scale = max_size / max(height, width)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def _to_output(boxes: torch.Tensor, pass_size: Size, flipped: bool, out_size: Size) -> torch.Tensor:

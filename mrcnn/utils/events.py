@@ -170,6 +170,18 @@ class EventWriter:
         """Release files and other resources."""
 
 
+def _unwritten_scalars(window_size: int, written_at: Dict[str, int]) -> List[Tuple[str, float, int]]:
+    """(name, value, iteration) of each scalar put since a writer last wrote it; ``written_at``
+    (name -> the iteration it was last written at) is updated. Per name, so that values put at an
+    iteration already written (the evaluation after the last iteration) are written too."""
+    new = []
+    for name, (value, iteration) in get_event_storage().latest_with_smoothing_hint(window_size).items():
+        if iteration > written_at.get(name, -1):
+            new.append((name, value, iteration))
+            written_at[name] = iteration
+    return new
+
+
 class JSONWriter(EventWriter):
     """Append one json object per iteration to a file: ``{"iteration": N, "total_loss": ..., ...}``.
 
@@ -180,18 +192,14 @@ class JSONWriter(EventWriter):
         os.makedirs(os.path.dirname(os.path.abspath(json_file)), exist_ok=True)
         self._file = open(json_file, "a", encoding="utf-8")
         self._window_size = window_size
-        self._last_written = -1
+        self._written_at: Dict[str, int] = {}
 
     def write(self) -> None:
-        storage = get_event_storage()
         by_iteration: Dict[int, Dict[str, float]] = defaultdict(dict)
-        for name, (value, iteration) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if iteration > self._last_written:
-                by_iteration[iteration][name] = value
+        for name, value, iteration in _unwritten_scalars(self._window_size, self._written_at):
+            by_iteration[iteration][name] = value
         for iteration in sorted(by_iteration):
             self._file.write(json.dumps({"iteration": iteration, **by_iteration[iteration]}, sort_keys=True) + "\n")
-        if by_iteration:
-            self._last_written = max(by_iteration)
         self._file.flush()
         try:
             os.fsync(self._file.fileno())
@@ -210,16 +218,11 @@ class TensorboardXWriter(EventWriter):
 
         self._window_size = window_size
         self._writer = SummaryWriter(log_dir, **kwargs)
-        self._last_written = -1
+        self._written_at: Dict[str, int] = {}
 
     def write(self) -> None:
-        storage = get_event_storage()
-        newest = self._last_written
-        for name, (value, iteration) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if iteration > self._last_written:
-                self._writer.add_scalar(name, value, iteration)
-                newest = max(newest, iteration)
-        self._last_written = newest
+        for name, value, iteration in _unwritten_scalars(self._window_size, self._written_at):
+            self._writer.add_scalar(name, value, iteration)
         self._writer.flush()
 
     def close(self) -> None:

@@ -53,6 +53,23 @@ def test_json_writer_writes_each_iteration_once(tmp_path):
     assert lines[0]["lr"] == pytest.approx(0.1)
 
 
+def test_json_writer_keeps_results_put_at_an_iteration_already_written(tmp_path):
+    # The evaluation after training puts its AP at the last iteration, which the writer has
+    # written already; the AP must still reach metrics.json (and the AP plot).
+    path = tmp_path / "metrics.json"
+    writer = JSONWriter(str(path), window_size=1)
+    with EventStorage() as storage:
+        storage.iter = 9
+        storage.put_scalars(total_loss=1.0)
+        writer.write()
+        storage.put_scalars(**{"bbox/AP": 50.0}, smoothing_hint=False)
+        writer.write()
+        writer.write()
+    writer.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [{"iteration": 9, "total_loss": 1.0}, {"iteration": 9, "bbox/AP": 50.0}]
+
+
 # Run in a fresh process, whose peak so far is close to what it holds now: a block allocated there
 # raises the peak by a known amount.
 _RSS_PEAK_OF_KNOWN_ALLOCATIONS = """

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from mrcnn.benchmark import natural_image, tiny_config
+from mrcnn.data.transforms import ResizeShortestEdge
 from mrcnn.modeling import build_model
-from mrcnn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA, _from_output, _to_output
+from mrcnn.modeling.test_time_augmentation import (
+    GeneralizedRCNNWithTTA,
+    _from_output,
+    _shortest_edge_shape,
+    _to_output,
+)
 
 
 def _tiny_model(cascade: bool = False):
@@ -32,6 +38,14 @@ def test_boxes_of_a_mirrored_resized_pass_map_to_the_output_and_back():
     torch.testing.assert_close(_to_output(in_pass, (128, 192), True, (64, 96)), boxes)
     torch.testing.assert_close(_from_output(boxes, (128, 192), True, (64, 96)), in_pass)
     torch.testing.assert_close(_to_output(boxes * 1.5, (96, 144), False, (64, 96)), boxes)
+
+
+@pytest.mark.parametrize(
+    "height, width, size, max_size", [(64, 96, 80, 1000), (480, 640, 800, 1333), (1, 5000, 800, 1333)]
+)
+def test_pass_sizes_are_those_of_the_test_resize(height, width, size, max_size):
+    expected = ResizeShortestEdge.get_output_shape(height, width, size, max_size)
+    assert _shortest_edge_shape(height, width, size, max_size) == expected
 
 
 def _wrapper(model, merge, **kwargs):

@@ -145,8 +145,10 @@ def test_train_net_trains_and_evaluates_the_plugin(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     with open(output / "metrics.json", encoding="utf-8") as f:
-        last = [json.loads(line) for line in f if line.strip()][-1]
+        lines = [json.loads(line) for line in f if line.strip()]
+    last = [line for line in lines if "total_loss" in line][-1]
     assert last["iteration"] == 4 and math.isfinite(last["total_loss"]) and last["total_loss"] > 0
+    assert lines[-1]["iteration"] == 4 and "bbox/AP" in lines[-1]  # the final evaluation, after the last step
     weights = torch.load(output / "model_final.pth", map_location="cpu", weights_only=True)["model"]
     assert "backbone.bottom_up.features.16.0.weight" in weights  # the MobileNet's last conv
     assert not any(key.startswith("backbone.bottom_up.res") for key in weights)
