@@ -13,7 +13,6 @@ Typical script (what tools/train_net.py does)::
 """
 
 import argparse
-import contextlib
 import inspect
 import json
 import logging
@@ -40,7 +39,7 @@ from mrcnn.utils.plugins import add_plugin_configs, import_plugins, plugin_names
 
 from . import hooks
 from .launch import torchrun_restart_count
-from .model_ema import ModelEMA
+from .model_ema import ModelEMA, averaged_weights
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -454,11 +453,10 @@ class DefaultTrainer(TrainerBase):
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
             path = os.path.join(cfg.OUTPUT_DIR, "eval_results.json")
             written: Dict[str, Any] = dict(results)
-            if task_suffix and os.path.isfile(path):
+            if task_suffix and os.path.isfile(path):  # beside the plain results of the same sets
                 with open(path, encoding="utf-8") as f:
-                    written = json.load(f)
-                for dataset_name, value in results.items():
-                    written[dataset_name] = {**written.get(dataset_name, {}), **json_safe(value)}
+                    earlier = json.load(f)
+                written = {**earlier, **{name: {**earlier.get(name, {}), **value} for name, value in results.items()}}
             atomic_write_text(path, json.dumps(json_safe(written), indent=2))
         if len(results) == 1:
             return list(results.values())[0]
@@ -500,7 +498,7 @@ class DefaultTrainer(TrainerBase):
         if has_test_sets:
 
             def test_and_save_results() -> Dict[str, Any]:
-                with self.model_ema.applied() if self.model_ema is not None else contextlib.nullcontext():
+                with averaged_weights(self.model_ema):
                     self._last_eval_results = self.test(self.cfg, self.model)
                 return self._last_eval_results
 
@@ -508,7 +506,7 @@ class DefaultTrainer(TrainerBase):
             if cfg.TEST.AUG.ENABLED:
 
                 def test_with_tta() -> Dict[str, Any]:
-                    with self.model_ema.applied() if self.model_ema is not None else contextlib.nullcontext():
+                    with averaged_weights(self.model_ema):
                         return self.test_with_TTA(self.cfg, self.model)
 
                 result.append(hooks.EvalHook(0, test_with_tta))  # after training only, as detectron2

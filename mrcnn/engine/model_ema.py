@@ -16,7 +16,7 @@ weights; see `mrcnn.checkpoint.DetectionCheckpointer`.
 
 import contextlib
 import logging
-from typing import Any, Dict, Iterator, List
+from typing import Any, ContextManager, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from mrcnn.checkpoint import EMA_CHECKPOINT_KEY
 
 from .train_loop import HookBase
 
-__all__ = ["ModelEMA", "ModelEMAHook"]
+__all__ = ["ModelEMA", "ModelEMAHook", "averaged_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,11 @@ class ModelEMA:
         self.num_updates = int(state.get("num_updates", 0))
         if float(state.get("decay", self.decay)) != self.decay:
             logger.info(f"MODEL_EMA.DECAY is {self.decay}; the checkpoint's average was kept with {state['decay']}.")
+
+
+def averaged_weights(model_ema: Optional[ModelEMA]) -> ContextManager[None]:
+    """``model_ema.applied()``; a block that changes nothing when there is no average (None)."""
+    return model_ema.applied() if model_ema is not None else contextlib.nullcontext()
 
 
 class ModelEMAHook(HookBase):

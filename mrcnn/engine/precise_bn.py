@@ -1,6 +1,5 @@
 """The PreciseBN hook: BatchNorm running statistics recomputed as true averages before evaluation."""
 
-import contextlib
 import logging
 from typing import Any, Iterable, Iterator, Optional
 
@@ -13,7 +12,7 @@ from mrcnn.utils import comm
 from mrcnn.utils.env import preserved_rng_states
 from mrcnn.utils.events import EventStorage
 
-from .model_ema import ModelEMA
+from .model_ema import ModelEMA, averaged_weights
 from .train_loop import HookBase
 
 __all__ = ["PreciseBN"]
@@ -85,8 +84,7 @@ class PreciseBN(HookBase):
         batches = (next(self._data_iter) for _ in range(self._num_iter))
         logger.info(f"Computing precise BatchNorm statistics over {self._num_iter} batches ...")
         # A storage of its own takes (and drops) what the model logs in these forward passes.
-        averaged = self._model_ema.applied() if self._model_ema is not None else contextlib.nullcontext()
-        with averaged, preserved_rng_states(), EventStorage():
+        with averaged_weights(self._model_ema), preserved_rng_states(), EventStorage():
             update_bn_stats(self._model, batches, self._num_iter)
             _share_synchronized_statistics(self._model)
             if self._model_ema is not None:

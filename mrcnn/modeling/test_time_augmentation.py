@@ -18,7 +18,7 @@ test loader made (bilinearly), so sizes are relative to that image, not re-read 
 """
 
 import contextlib
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from torchvision.ops import batched_nms, box_iou
 
 from mrcnn.config import configurable
 from mrcnn.structures import Boxes, Instances
+from mrcnn.utils.resize_shape import shortest_edge_resized_shape
 
 from .postprocessing import detector_postprocess
 
@@ -115,7 +116,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
     def _augmented(self, inputs: Dict[str, Any], size: int, flipped: bool) -> Dict[str, Any]:
         image = inputs["image"]
         height, width = image.shape[-2:]
-        new_h, new_w = _shortest_edge_shape(height, width, size, self.max_size)
+        new_h, new_w = shortest_edge_resized_shape(height, width, size, self.max_size)
         if (new_h, new_w) != (height, width):
             resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
             image = resized.round().clamp(0, 255).to(image.dtype) if not image.is_floating_point() else resized
@@ -126,18 +127,18 @@ class GeneralizedRCNNWithTTA(nn.Module):
     def _inference_one(self, inputs: Dict[str, Any]) -> Instances:
         out_h = int(inputs.get("height", inputs["image"].shape[-2]))
         out_w = int(inputs.get("width", inputs["image"].shape[-1]))
-        runs = []  # (image size of the pass, flipped, features, detections in the output's coordinates)
+        runs = []
         for size, flipped in self.passes:
             augmented = self._augmented(inputs, size, flipped)
             images = self.model.preprocess_image([augmented])
             features = self.model.backbone(images.tensor)
             proposals, _ = self.model.proposal_generator(images, features, None)
             with self._masks_off():
-                detections, _ = self.model.roi_heads(images, features, proposals, None)
+                detections = self.model.roi_heads(images, features, proposals, None)[0][0]
             pass_size = images.image_sizes[0]
-            boxes = _to_output(detections[0].pred_boxes.tensor, pass_size, flipped, (out_h, out_w))
-            runs.append((pass_size, flipped, features, boxes, detections[0].scores, detections[0].pred_classes))
-        boxes, scores, classes = self._merge([(b, s, c) for *_, b, s, c in runs])
+            boxes = _to_output(detections.pred_boxes.tensor, pass_size, flipped, (out_h, out_w))
+            runs.append(_PassResult(pass_size, flipped, features, boxes, detections.scores, detections.pred_classes))
+        boxes, scores, classes = self._merge([(run.boxes, run.scores, run.classes) for run in runs])
         merged = Instances((out_h, out_w), pred_boxes=Boxes(boxes), scores=scores, pred_classes=classes)
         if self.model.roi_heads.mask_on:
             merged.pred_masks = self._averaged_masks(runs, merged)
@@ -166,14 +167,14 @@ class GeneralizedRCNNWithTTA(nn.Module):
             count += matched.to(count.dtype)
         return box_sum / count[:, None], score_sum / count, classes
 
-    def _averaged_masks(self, runs: List[Tuple[Any, ...]], merged: Instances) -> torch.Tensor:
+    def _averaged_masks(self, runs: List["_PassResult"], merged: Instances) -> torch.Tensor:
         """(N, 1, M, M) mask probabilities of the merged boxes, averaged over the passes."""
         total = None
-        for pass_size, flipped, features, *_ in runs:
-            boxes = _from_output(merged.pred_boxes.tensor, pass_size, flipped, merged.image_size)
-            given = Instances(pass_size, pred_boxes=Boxes(boxes), pred_classes=merged.pred_classes)
-            masks = self.model.roi_heads.forward_with_given_boxes(features, [given])[0].pred_masks
-            masks = masks.flip(-1) if flipped else masks
+        for run in runs:
+            boxes = _from_output(merged.pred_boxes.tensor, run.image_size, run.flipped, merged.image_size)
+            given = Instances(run.image_size, pred_boxes=Boxes(boxes), pred_classes=merged.pred_classes)
+            masks = self.model.roi_heads.forward_with_given_boxes(run.features, [given])[0].pred_masks
+            masks = masks.flip(-1) if run.flipped else masks
             total = masks if total is None else total + masks
         return total / len(runs)
 
@@ -181,29 +182,33 @@ class GeneralizedRCNNWithTTA(nn.Module):
 Size = Tuple[int, int]
 
 
-def _shortest_edge_shape(height: int, width: int, min_size: int, max_size: int) -> Size:
-    """The size ResizeShortestEdge gives (shortest edge ``min_size``, longest at most ``max_size``).
+class _PassResult(NamedTuple):
+    """One augmented pass: its image size and mirroring, its features (for the masks), and its
+    detections with boxes (N, 4) already in the output's coordinates."""
 
-    Written out here: the model does not import the data package."""
-    scale = min_size / min(height, width)
-    if max(height, width) * scale > max_size:
-        scale = max_size / max(height, width)
-    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+    image_size: Size
+    flipped: bool
+    features: Dict[str, torch.Tensor]
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    classes: torch.Tensor
+
+
+def _mirrored(boxes: torch.Tensor, width: int) -> torch.Tensor:
+    """Boxes (N, 4) of an image ``width`` wide, mirrored left-right."""
+    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
 def _to_output(boxes: torch.Tensor, pass_size: Size, flipped: bool, out_size: Size) -> torch.Tensor:
     """Boxes (N, 4) of a pass (its image ``pass_size``, mirrored if ``flipped``) in output coordinates."""
     height, width = pass_size
     if flipped:
-        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-    scale = boxes.new_tensor([out_size[1] / width, out_size[0] / height] * 2)
-    return boxes * scale
+        boxes = _mirrored(boxes, width)
+    return boxes * boxes.new_tensor([out_size[1] / width, out_size[0] / height] * 2)
 
 
 def _from_output(boxes: torch.Tensor, pass_size: Size, flipped: bool, out_size: Size) -> torch.Tensor:
     """The inverse of `_to_output`."""
     height, width = pass_size
     boxes = boxes * boxes.new_tensor([width / out_size[1], height / out_size[0]] * 2)
-    if flipped:
-        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-    return boxes
+    return _mirrored(boxes, width) if flipped else boxes

@@ -10,9 +10,9 @@ from mrcnn.modeling import build_model
 from mrcnn.modeling.test_time_augmentation import (
     GeneralizedRCNNWithTTA,
     _from_output,
-    _shortest_edge_shape,
     _to_output,
 )
+from mrcnn.utils.resize_shape import shortest_edge_resized_shape
 
 
 def _tiny_model(cascade: bool = False):
@@ -45,7 +45,7 @@ def test_boxes_of_a_mirrored_resized_pass_map_to_the_output_and_back():
 )
 def test_pass_sizes_are_those_of_the_test_resize(height, width, size, max_size):
     expected = ResizeShortestEdge.get_output_shape(height, width, size, max_size)
-    assert _shortest_edge_shape(height, width, size, max_size) == expected
+    assert shortest_edge_resized_shape(height, width, size, max_size) == expected
 
 
 def _wrapper(model, merge, **kwargs):

@@ -6,6 +6,8 @@ from typing import Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from mrcnn.utils.resize_shape import shortest_edge_resized_shape
+
 from .augmentation import Augmentation
 from .transform import CropTransform, HFlipTransform, NoOpTransform, ResizeTransform, Transform, VFlipTransform
 
@@ -51,13 +53,8 @@ class ResizeShortestEdge(Augmentation):
 
     @staticmethod
     def get_output_shape(h: int, w: int, short_edge_length: int, max_size: int) -> Tuple[int, int]:
-        """(new_h, new_w) for an h x w input; at least 1 x 1 (a 1 x 5000 strip capped at max_size would round to 0)."""
-        if h <= 0 or w <= 0:
-            raise ValueError(f"ResizeShortestEdge: the image is {h}x{w} (HxW) and has no pixels to resize")
-        scale = short_edge_length / min(h, w)
-        if max(h, w) * scale > max_size:
-            scale = max_size / max(h, w)
-        return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
+        """(new_h, new_w) for an h x w input (`mrcnn.utils.resize_shape.shortest_edge_resized_shape`)."""
+        return shortest_edge_resized_shape(h, w, short_edge_length, max_size)
 
 
 class Resize(Augmentation):
