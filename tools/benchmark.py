@@ -65,6 +65,7 @@ from mrcnn.benchmark import (
     time_alternating,
     time_coco_evaluation,
     to_torchvision_training_inputs,
+    write_trace,
 )
 from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
@@ -139,6 +140,12 @@ def get_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="ROWS",
         help="inference/train: also profile one call per model and print its ROWS costliest operators",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="inference/train: also write a timeline of one call per model with Python stacks "
+        "(DIR/NAME.json.gz, Chrome trace format; open in ui.perfetto.dev)",
     )
     parser.add_argument("--eval-images", type=int, default=100, help="eval: number of images")
     parser.add_argument("--dets-per-image", type=int, default=100, help="eval: predictions per image")
@@ -243,6 +250,7 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
             {name: profile_top_ops(call, device, args.profile) for name, call in calls.items()} if args.profile else {}
         )
         dispatches = {name: count_dispatches(call, device) for name, call in calls.items()} if args.count_ops else {}
+        traces = _write_traces(calls, device, args.trace)
     matmul_rate = matmul_gflops(device)
     results: Dict[str, Any] = {"height": height, "width": width, "matmul_gflops_per_second": matmul_rate}
     for name in calls:
@@ -260,6 +268,8 @@ def benchmark_inference(args: argparse.Namespace, cfg) -> Dict[str, Any]:
             entry["peak_memory_mb"] = memory[name] / 2**20
         if profiles:
             entry["profile"] = profiles[name]
+        if name in traces:
+            entry["trace_file"] = traces[name]
         if dispatches:
             entry["dispatches"] = dispatches[name]
         if not args.no_flops:
@@ -408,6 +418,15 @@ def benchmark_inference_onnxruntime(args: argparse.Namespace, cfg) -> Dict[str, 
     return results
 
 
+def _write_traces(
+    calls: Dict[str, Callable[[], Any]], device: torch.device, directory: Optional[str]
+) -> Dict[str, str]:
+    """--trace: one profiled call per model written to DIRECTORY/NAME.json.gz; {name: path}."""
+    if not directory:
+        return {}
+    return {name: write_trace(call, device, os.path.join(directory, name)) for name, call in calls.items()}
+
+
 def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     """Seconds per SGD iteration on synthetic batches (and torchvision's on the same batches)."""
     device = torch.device(args.device)
@@ -463,6 +482,7 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         {name: profile_top_ops(step, device, args.profile) for name, step in steps.items()} if args.profile else {}
     )
     dispatches = {name: count_dispatches(step, device) for name, step in steps.items()} if args.count_ops else {}
+    traces = _write_traces(steps, device, args.trace)
     results: Dict[str, Any] = {
         "batch_size": args.batch_size,
         "height": args.height,
@@ -486,6 +506,8 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
             entry["peak_memory_mb"] = memory[name] / 2**20
         if profiles:
             entry["profile"] = profiles[name]
+        if name in traces:
+            entry["trace_file"] = traces[name]
         if dispatches:
             entry["dispatches"] = dispatches[name]
         results[name] = entry

@@ -16,7 +16,7 @@ from .model_pairs import (
     torchvision_equivalent_config,
 )
 from .peak_memory import peak_memory_bytes
-from .profiling import profile_top_ops
+from .profiling import profile_top_ops, write_trace
 from .synthetic_inputs import natural_image, synthetic_training_batch, to_torchvision_training_inputs
 from .timing import matmul_gflops, summarize, synchronize, time_alternating
 from .tiny_config import fpn_config, tiny_config
@@ -48,4 +48,5 @@ __all__ = [
     "tiny_config",
     "to_torchvision_training_inputs",
     "torchvision_equivalent_config",
+    "write_trace",
 ]

@@ -1,5 +1,9 @@
 """Where one call spends its time: torch.profiler's costliest operators on the host and the GPU."""
 
+import gzip
+import os
+import shutil
+import tempfile
 import time
 from typing import Any, Callable, Dict, List
 
@@ -8,7 +12,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from .timing import synchronize
 
-__all__ = ["profile_top_ops"]
+__all__ = ["profile_top_ops", "write_trace"]
 
 
 def profile_top_ops(run: Callable[[], Any], device: torch.device, rows: int = 20) -> Dict[str, Any]:
@@ -42,3 +46,27 @@ def profile_top_ops(run: Callable[[], Any], device: torch.device, rows: int = 20
         waits = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy", "cudaMemcpyAsync")
         report["host_waits"] = {a.key: a.count for a in averages if a.key in waits}
     return report
+
+
+def write_trace(run: Callable[[], Any], device: torch.device, path: str) -> str:
+    """torch.profiler's timeline of one ``run()``, with the Python call stack of every operator,
+    written as a gzipped Chrome trace to ``path`` (".json.gz" is added when missing); returns the path.
+
+    Open it in Perfetto (ui.perfetto.dev) or chrome://tracing: on a GPU it shows where the host
+    runs ahead of the device and where the device waits for the host.
+    """
+    if not path.endswith(".json.gz"):
+        path += ".json.gz"
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    synchronize(device)
+    with profile(activities=activities, with_stack=True) as prof:
+        run()
+        synchronize(device)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        plain = os.path.join(scratch, "trace.json")
+        prof.export_chrome_trace(plain)
+        with open(plain, "rb") as source, gzip.open(path, "wb") as target:
+            shutil.copyfileobj(source, target)
+    return path

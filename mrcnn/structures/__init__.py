@@ -3,7 +3,7 @@
 from .boxes import Boxes, BoxMode, pairwise_intersection, pairwise_ioa, pairwise_iou, pairwise_iou_tensors
 from .image_list import ImageList
 from .instances import Instances
-from .masks import BitMasks, PolygonMasks, polygons_to_bitmask
+from .masks import BitMasks, PolygonMasks, polygons_to_bitmask, polygons_to_bitmask_in_window
 
 __all__ = [
     "BitMasks",
@@ -17,4 +17,5 @@ __all__ = [
     "pairwise_iou",
     "pairwise_iou_tensors",
     "polygons_to_bitmask",
+    "polygons_to_bitmask_in_window",
 ]

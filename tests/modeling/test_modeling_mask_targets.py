@@ -70,13 +70,13 @@ def test_bitmask_targets_equal_torchvision_across_chunks():
 
 def test_each_instance_is_rasterised_once(monkeypatch):
     calls = []
-    rasterise = mask_targets_module.polygons_to_bitmask
+    rasterise = mask_targets_module.polygons_to_bitmask_in_window
 
     def counting(polygons, height, width):
         calls.append((height, width))
         return rasterise(polygons, height, width)
 
-    monkeypatch.setattr(mask_targets_module, "polygons_to_bitmask", counting)
+    monkeypatch.setattr(mask_targets_module, "polygons_to_bitmask_in_window", counting)
     owner, boxes = _rois()
     roi_align_image_masks(_gt_polygons()[owner], boxes, MASK_SIZE, (HEIGHT, WIDTH))
     assert calls == [(HEIGHT, WIDTH)] * 3

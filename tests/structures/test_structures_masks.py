@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrcnn.structures import BitMasks, PolygonMasks, polygons_to_bitmask
+from mrcnn.structures import BitMasks, PolygonMasks, polygons_to_bitmask, polygons_to_bitmask_in_window
 
 
 def _square(x0, y0, size):
@@ -16,6 +16,35 @@ def test_polygons_to_bitmask_square_area_and_position():
     rows, cols = np.nonzero(mask)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (6, 15, 4, 13)
     assert polygons_to_bitmask([], 5, 7).shape == (5, 7) and not polygons_to_bitmask([], 5, 7).any()
+
+
+def _random_instance(rng, height, width, rounded):
+    """One or two star-shaped polygons of 3 to 29 vertices, centred anywhere within 30 px of the image."""
+    polygons = []
+    for _ in range(rng.integers(1, 3)):
+        count = rng.integers(3, 30)
+        centre = rng.uniform(-30, [width + 30, height + 30])
+        angles = np.sort(rng.uniform(0, 2 * np.pi, count))
+        radii = rng.uniform(1, 60) * rng.uniform(0.3, 1.0, count)
+        points = np.stack([centre[0] + radii * np.cos(angles), centre[1] + radii * np.sin(angles)], axis=1)
+        polygons.append((np.round(points) if rounded else points).reshape(-1))
+    return polygons
+
+
+def test_window_rasterisation_is_the_whole_image_mask_cut_out():
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        height, width = (int(v) for v in rng.integers(20, 120, 2))
+        polygons = _random_instance(rng, height, width, rounded=trial % 4 == 0)
+        window, top, left = polygons_to_bitmask_in_window(polygons, height, width)
+        rebuilt = np.zeros((height, width), dtype=bool)
+        rebuilt[top : top + window.shape[0], left : left + window.shape[1]] = window
+        # exactly the same pixels, also for instances that cross the image's edges or lie outside it
+        np.testing.assert_array_equal(rebuilt, polygons_to_bitmask(polygons, height, width), err_msg=f"trial {trial}")
+        assert window.shape[0] <= height and window.shape[1] <= width
+    window, top, left = polygons_to_bitmask_in_window([_square(40, 30, 10)], 200, 300)
+    assert (top, left) == (28, 38) and window.shape == (15, 15) and window.sum() == 100  # 2 px margin
+    assert polygons_to_bitmask_in_window([], 5, 7)[0].shape == (0, 0)
 
 
 def test_polygon_area_counts_overlaps_once():

@@ -75,8 +75,10 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
         """Normalise each image and pad the batch to the backbone's size divisibility."""
+        # moved in the loader's dtype (uint8: a quarter of float32's bytes) and converted on the
+        # device: a copy that converts dtype on its way to a GPU converts on the host first
         images = [
-            (x["image"].to(self.device, torch.float32, non_blocking=True) - self.pixel_mean) / self.pixel_std
+            (x["image"].to(self.device, non_blocking=True).to(torch.float32) - self.pixel_mean) / self.pixel_std
             for x in batched_inputs
         ]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
