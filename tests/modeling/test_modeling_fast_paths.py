@@ -103,36 +103,6 @@ def test_training_step_losses_and_gradients_equal_the_plain_model():
         torch.testing.assert_close(fast_grads[name], plain_grads[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
-def test_mask_head_rows_padded_for_cudnn_leave_losses_and_gradients_unchanged(monkeypatch):
-    from mrcnn.modeling.fast_paths.fast_modules import FastMaskRCNNConvUpsampleHead
-
-    seen_rows, loss_rows = [], []
-    layers, losses = FastMaskRCNNConvUpsampleHead.layers, FastMaskRCNNConvUpsampleHead.losses
-
-    def recording_layers(self, x):
-        seen_rows.append(x.shape[0])
-        return layers(self, x)
-
-    def recording_losses(self, logits, instances):
-        loss_rows.append(logits.shape[0])
-        return losses(self, logits, instances)
-
-    # the padding is for cuDNN; here it is forced on the CPU to check what it computes
-    monkeypatch.setattr(FastMaskRCNNConvUpsampleHead, "_pads_rows", staticmethod(lambda x: True))
-    monkeypatch.setattr(FastMaskRCNNConvUpsampleHead, "layers", recording_layers)
-    monkeypatch.setattr(FastMaskRCNNConvUpsampleHead, "losses", recording_losses)
-    fast, plain = _model_pair(18)
-    batch = synthetic_training_batch(2, 96, 128, num_classes=3, seed=3)
-    (fast_losses, fast_grads), (plain_losses, plain_grads) = training_steps_on_shared_proposals(fast, plain, batch)
-    rows = FastMaskRCNNConvUpsampleHead.TRAINING_ROWS_MULTIPLE
-    # the foreground RoIs, padded with zero rows up to a multiple of 32; the loss sees the RoIs alone
-    assert len(seen_rows) == 1 and seen_rows[0] % rows == 0 and 0 < loss_rows[0] < seen_rows[0]
-    assert fast_losses["loss_mask"] == pytest.approx(plain_losses["loss_mask"], rel=1e-5)
-    for name in fast_grads:
-        if name.startswith("roi_heads.mask_head"):
-            torch.testing.assert_close(fast_grads[name], plain_grads[name], atol=1e-6, rtol=1e-4, msg=name)
-
-
 def test_tracing_sees_only_plain_ops():
     fast, _ = _model_pair(18)
     image = torch.randn(1, 3, 64, 96)

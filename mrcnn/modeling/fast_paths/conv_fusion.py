@@ -171,18 +171,14 @@ def _folded_conv_for_training(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """norm(conv(x)) with the norm folded into the weight, for a forward that records gradients.
 
     Autograd would keep the folded weight alive for the backward pass: a second copy of every
-    trainable weight. On the CPU the saved-tensor hooks store the recipe instead (the parameter
-    and the per-channel scale) and refold in the backward pass, so the memory equals an unfolded
-    conv's. On a GPU the copy is kept (about 90 MB for R50-FPN, a few percent of a step's peak):
-    there the step is bound by the host, and refolding costs a multiply and two hook calls per conv.
+    trainable weight. The saved-tensor hooks store the recipe instead (the parameter and the
+    per-channel scale) and refold in the backward pass, so the memory equals an unfolded conv's.
     """
     if not any(p.requires_grad for p in conv.parameters()):
         # a frozen conv (FREEZE_AT) and norm: the folded weight is cached as in inference
         return conv._conv_forward(x, *folded_weight_and_bias(conv))
     _CONV_CACHES.pop(conv, None)  # an inference cache is stale after the next optimizer step
     folded, bias, scale = _fold_affine(conv)
-    if x.device.type == "cuda":
-        return conv._conv_forward(x, folded, bias)
     weight = conv.weight
     # autograd keeps the hooks until backward: they must not hold the folded tensor itself
     folded_identity = (folded.data_ptr(), folded.shape, folded.dtype)

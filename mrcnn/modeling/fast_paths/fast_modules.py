@@ -139,28 +139,7 @@ class FastRes5ROIHeads(Res5ROIHeads):
 
 
 class FastMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
-    """On the CPU channels-last RoI features, and the deconv with its ReLU as one kernel.
-
-    On a GPU in training, the RoIs are padded with zero rows to a multiple of
-    ``TRAINING_ROWS_MULTIPLE`` and the padding's logits dropped: the number of foreground RoIs
-    changes at every step, and cuDNN plans each convolution anew for every batch size it has not
-    seen (1 to 3 ms of host time per convolution, forward and backward). Rounded, the head meets a
-    few sizes that are planned once. Padded rows add nothing to the loss or the gradients.
-    """
-
-    TRAINING_ROWS_MULTIPLE = 32
-
-    def forward(self, x: torch.Tensor, instances: List[Instances]):
-        rows = x.shape[0]
-        padding = -rows % self.TRAINING_ROWS_MULTIPLE
-        if not (padding and self.training and fast_paths_active() and self._pads_rows(x)):
-            return super().forward(x, instances)
-        return self.losses(self.layers(F.pad(x, (0, 0, 0, 0, 0, 0, 0, padding)))[:rows], instances)
-
-    @staticmethod
-    def _pads_rows(x: torch.Tensor) -> bool:
-        """Whether the device plans convolutions per batch size (cuDNN)."""
-        return x.device.type == "cuda"
+    """On the CPU channels-last RoI features, and the deconv with its ReLU as one kernel."""
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if not fast_paths_active():

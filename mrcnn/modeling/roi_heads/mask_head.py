@@ -1,6 +1,6 @@
 """Mask head: a small FCN predicting an M×M mask per RoI and class, its loss and inference."""
 
-from typing import Dict, List
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -141,17 +141,13 @@ class MaskRCNNConvUpsampleHead(nn.Sequential):
     def forward(self, x: torch.Tensor, instances: List[Instances]):
         """Training: {"loss_mask"}; inference: sets pred_masks on ``instances`` and returns them."""
         if self.training:
-            return self.losses(self.layers(x), instances)
+            return {"loss_mask": mask_rcnn_loss(self.layers(x), instances, self.target_mode) * self.loss_weight}
         if self.predictor.out_channels > 1 and type(self).layers is MaskRCNNConvUpsampleHead.layers:
             logits = self.predicted_class_logits(x, instances)
         else:
             logits = self.layers(x)
         mask_rcnn_inference(logits, instances)
         return instances
-
-    def losses(self, logits: torch.Tensor, instances: List[Instances]) -> Dict[str, torch.Tensor]:
-        """{"loss_mask"} of the logits (R, K, 2S, 2S) of the foreground RoIs of ``instances``."""
-        return {"loss_mask": mask_rcnn_loss(logits, instances, self.target_mode) * self.loss_weight}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the 1×1 predictor: (R, C, S, S) -> (R, D, 2S, 2S)."""
