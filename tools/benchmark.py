@@ -65,6 +65,8 @@ from mrcnn.benchmark import (
     time_alternating,
     time_coco_evaluation,
     to_torchvision_training_inputs,
+    training_step,
+    training_step_agreement,
     write_trace,
 )
 from mrcnn.checkpoint import DetectionCheckpointer
@@ -140,6 +142,13 @@ def get_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="ROWS",
         help="inference/train: also profile one call per model and print its ROWS costliest operators",
+    )
+    parser.add_argument(
+        "--check-losses",
+        action="store_true",
+        help="train with --compare torchvision: before timing, one step of both models from the same weights "
+        "on the first batch (RPN sampling from one seed, every RoI candidate sampled, IEEE float32): "
+        "losses and gradients against torchvision's, with the parity tests' tolerances",
     )
     parser.add_argument(
         "--trace",
@@ -449,6 +458,14 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
     use_amp = bool(args.amp)
     if use_amp and device.type != "cuda":
         raise SystemExit("error: --amp needs --device cuda")
+    agreement = None
+    if args.check_losses:
+        if "torchvision" not in models:
+            raise SystemExit("error: --check-losses needs --compare torchvision")
+        # before timing: the timed steps train both models apart
+        with full_float32(device):
+            step = training_step(models["torchvision"], models["mrcnn"], batches[0], fast_paths=True)
+        agreement = training_step_agreement(step, loss_tolerance=1e-4)
 
     def make_step(name: str, model: nn.Module) -> Callable[[], float]:
         model.train()
@@ -513,6 +530,8 @@ def benchmark_train(args: argparse.Namespace, cfg) -> Dict[str, Any]:
         results[name] = entry
     if "torchvision" in steps:
         results["ratio"] = results["mrcnn"]["seconds_per_iteration"] / results["torchvision"]["seconds_per_iteration"]
+    if agreement is not None:
+        results["loss_agreement"] = agreement
     if "compare_config" in steps:
         results["compare_config_file"] = os.path.relpath(args.compare_config)
         seconds_other = results["compare_config"]["seconds_per_iteration"]
@@ -579,6 +598,12 @@ def headline(task: str, results: Dict[str, Any]) -> str:
             line += (
                 f", torchvision {results['torchvision']['seconds_per_iteration']:.3f} s/iter "
                 f"({results['torchvision']['images_per_second']:.2f} images/s), ratio {results['ratio']:.3f}"
+            )
+        if "loss_agreement" in results:
+            agreement = results["loss_agreement"]
+            line += (
+                f", losses agree: {'yes' if agreement['agree'] else 'NO'} "
+                f"(largest relative difference {agreement['max_relative_loss_difference']:.1e})"
             )
         if "compare_config" in results:
             line += (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU figure of docs/BENCHMARKS.md in one run, each model beside torchvision's in one process:
-# inference, and training in fp32 and AMP at 2 and 8 images per step (time, peak memory, losses,
-# operators, kernel launches and host synchronisations per step), then the shapes demo config.
+# inference, and training in fp32 and AMP at 2 and 8 images per step (time, peak memory, operators,
+# kernel launches and host synchronisations per step; in fp32 also one step's losses and gradients
+# against torchvision's from the same weights), then the shapes demo config.
 #
 #   tools/benchmark_gpu.sh [OUT_DIR]          # default OUT_DIR: benchmark_gpu/
 #
@@ -27,7 +28,7 @@ run() {
 run inference --task inference --compare torchvision --height "$height" --width "$width" --count-ops
 for batch in 2 8; do
   run "train_fp32_batch$batch" --task train --compare torchvision --batch-size "$batch" \
-    --height "$height" --width "$width" --count-ops
+    --height "$height" --width "$width" --count-ops --check-losses
   if [ "$device" != cpu ]; then
     run "train_amp_batch$batch" --task train --compare torchvision --batch-size "$batch" \
       --height "$height" --width "$width" --count-ops --amp

@@ -21,6 +21,7 @@ from .synthetic_inputs import natural_image, synthetic_training_batch, to_torchv
 from .timing import matmul_gflops, summarize, synchronize, time_alternating
 from .tiny_config import fpn_config, tiny_config
 from .torchvision_reference import calibrated_torchvision_maskrcnn, freeze_batchnorms
+from .training_agreement import training_step, training_step_agreement
 
 __all__ = [
     "SYNCHRONIZING_OPERATORS",
@@ -46,6 +47,8 @@ __all__ = [
     "time_alternating",
     "time_coco_evaluation",
     "tiny_config",
+    "training_step",
+    "training_step_agreement",
     "to_torchvision_training_inputs",
     "torchvision_equivalent_config",
     "write_trace",

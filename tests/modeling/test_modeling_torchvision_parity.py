@@ -79,6 +79,13 @@ def test_training_step_matches(models):
     check_training_step(training_step(*models, batch))
 
 
+def test_training_step_with_fast_paths_matches(models):
+    """The step as it is timed (fast paths on: folded norms, channels-last, our RoIAlign gradient),
+    two images, held to the same tolerances."""
+    batch = synthetic_training_batch(2, *TRAINING_SIZE, instances_per_image=3, num_classes=90, seed=2)
+    check_training_step(training_step(*models, batch, fast_paths=True))
+
+
 def test_imagenet_resnet_converts_to_backbone():
     torch.manual_seed(1)
     state = resnet50(weights=None, norm_layer=FrozenBatchNorm2d).state_dict()

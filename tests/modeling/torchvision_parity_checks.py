@@ -1,37 +1,26 @@
 """Shared steps of the torchvision parity tests (v1 and v2 architectures): converting a torchvision
 model's weights with tools/convert_torchvision_weights.py into our model, running both models on
-one image, the checks that their feature maps, proposals, detections and masks agree, and one
-training step of both with its losses and gradients."""
+one image, the checks that their feature maps, proposals, detections and masks agree, and the
+check of one training step of both (``mrcnn.benchmark.training_agreement.training_step``, which
+the benchmark also reports) on its losses and gradients."""
 
-import copy
 import importlib.util
 import os
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
 
-from mrcnn.benchmark import natural_image, to_torchvision_training_inputs
-from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
+from mrcnn.benchmark import natural_image
+from mrcnn.benchmark.training_agreement import TrainingStep, torchvision_sizes_of, training_step  # noqa: F401
 from mrcnn.config import get_cfg
 from mrcnn.modeling import build_model
-from mrcnn.modeling.fast_paths import fast_paths_disabled
 from mrcnn.structures import Instances
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # torchvision's FPN outputs and ours, finest first
 FPN_LEVELS = (("0", "p2"), ("1", "p3"), ("2", "p4"), ("3", "p5"), ("pool", "p6"))
-
-
-# torchvision's loss names -> ours
-LOSS_NAMES = {
-    "loss_objectness": "loss_rpn_cls",
-    "loss_rpn_box_reg": "loss_rpn_loc",
-    "loss_classifier": "loss_cls",
-    "loss_box_reg": "loss_box_reg",
-    "loss_mask": "loss_mask",
-}
 
 
 class ParityOutputs(NamedTuple):
@@ -48,19 +37,6 @@ class ParityOutputs(NamedTuple):
 def image_tensor(height: int, width: int, seed: int = 3) -> torch.Tensor:
     """A natural-looking (3, height, width) float RGB image in 0-255."""
     return torch.from_numpy(natural_image(height, width, seed=seed)).permute(2, 0, 1).float()
-
-
-@contextmanager
-def torchvision_sizes_of(torchvision_model: nn.Module, height: int, width: int) -> Iterator[None]:
-    """torchvision's model resizes inside (to 800 px by default) while ours takes the image as it
-    comes: within the block it keeps height × width (its resize factor is exactly 1)."""
-    transform = torchvision_model.transform
-    saved = transform.min_size, transform.max_size
-    transform.min_size, transform.max_size = (min(height, width),), max(height, width)
-    try:
-        yield
-    finally:
-        transform.min_size, transform.max_size = saved
 
 
 @contextmanager
@@ -255,89 +231,6 @@ def check_masks(outputs: ParityOutputs) -> None:
     assert nonempty.sum() >= 50, "too few non-empty masks to compare"
     iou = intersection[nonempty] / union[nonempty]
     assert iou.min() >= 0.99, f"lowest mask IoU {iou.min():.4f}"
-
-
-class TrainingStep(NamedTuple):
-    """One training step of both models: each loss as (ours, torchvision's); for each parameter with
-    a gradient, the L2 norm of the gradients' difference over the norm of torchvision's gradient;
-    and the same measure between torchvision's gradient and its own with the images perturbed at
-    float32-rounding scale (how much rounding alone moves that gradient)."""
-
-    losses: Dict[str, Tuple[float, float]]
-    gradient_errors: Dict[str, float]
-    rounding_errors: Dict[str, float]
-
-
-def _torchvision_step(
-    torchvision_model: nn.Module, images: List[torch.Tensor], targets: List[dict], post_nms_topk: int, seed: int
-) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-    """(losses, gradients under our parameter names) of a copy of ``torchvision_model``."""
-    torchvision_model = copy.deepcopy(torchvision_model).train()
-    torchvision_model.roi_heads.fg_bg_sampler.batch_size_per_image = _EVERY_CANDIDATE
-    torchvision_model.rpn._post_nms_top_n["training"] = post_nms_topk
-    # torchvision draws a random training size even from a single choice
-    torchvision_model.transform.torch_choice = lambda sizes: sizes[0]
-    height, width = images[0].shape[-2:]
-    with torchvision_sizes_of(torchvision_model, height, width):
-        torch.manual_seed(seed)
-        losses = torchvision_model(images, copy.deepcopy(targets))
-    sum(losses.values()).backward()
-    gradients = {name: p.grad for name, p in torchvision_model.named_parameters() if p.grad is not None}
-    return {name: loss.detach() for name, loss in losses.items()}, convert_torchvision_state_dict(gradients)
-
-
-def _relative_differences(gradients: Dict[str, torch.Tensor], reference: Dict[str, torch.Tensor]) -> Dict[str, float]:
-    assert set(gradients) == set(reference), (
-        f"parameters with gradients differ: {sorted(set(gradients) ^ set(reference))[:5]}"
-    )
-    differences = {}
-    for name, value in gradients.items():
-        scale = reference[name].norm()
-        difference = (value - reference[name]).norm()
-        # a gradient that is exactly zero (no anchor or RoI reached it) must stay zero
-        differences[name] = float(difference / scale) if scale > 0 else (0.0 if difference == 0 else float("inf"))
-    return differences
-
-
-# RoI sampler batch size above any candidate count: every proposal is sampled
-_EVERY_CANDIDATE = 10**6
-
-
-def training_step(
-    torchvision_model: nn.Module, model: nn.Module, batch: List[dict], post_nms_topk: int = 64, seed: int = 0
-) -> TrainingStep:
-    """Losses and gradients of one training forward and backward of copies of both models (the
-    originals keep their state, BatchNorm statistics included) on ``batch`` (our training inputs,
-    all of one size), ours computing the plain way (fast paths off); and torchvision's gradients
-    once more with its images perturbed by 1e-5 relative noise.
-
-    Randomness is matched rather than removed where the order is the same on both sides: the RPN
-    samplers draw from the same seed over the same anchors. The RoI samplers take every candidate,
-    since the order of proposals whose scores differ only by float rounding may differ; the
-    ``post_nms_topk`` proposals per image keep that cheap.
-    """
-    images, targets = to_torchvision_training_inputs(batch)
-    torchvision_losses, torchvision_gradients = _torchvision_step(
-        torchvision_model, images, targets, post_nms_topk, seed
-    )
-    noise = torch.Generator().manual_seed(seed)
-    perturbed = [image * (1 + 1e-5 * torch.randn(image.shape, generator=noise)) for image in images]
-    _, perturbed_gradients = _torchvision_step(torchvision_model, perturbed, targets, post_nms_topk, seed)
-
-    model = copy.deepcopy(model).train()
-    model.roi_heads.batch_size_per_image = _EVERY_CANDIDATE
-    model.proposal_generator.post_nms_topk[True] = post_nms_topk
-    with fast_paths_disabled():
-        torch.manual_seed(seed)
-        losses = model(batch)
-        sum(losses.values()).backward()
-    assert set(losses) == set(LOSS_NAMES.values()), f"losses {sorted(losses)}"
-    gradients = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
-    return TrainingStep(
-        {ours: (float(losses[ours]), float(torchvision_losses[theirs])) for theirs, ours in LOSS_NAMES.items()},
-        _relative_differences(gradients, torchvision_gradients),
-        _relative_differences(perturbed_gradients, torchvision_gradients),
-    )
 
 
 def check_training_step(step: TrainingStep) -> None:

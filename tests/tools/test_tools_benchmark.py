@@ -1,6 +1,7 @@
 """tools/benchmark.py: every task runs at a tiny size for two iterations and writes a complete
 json (nothing here is a timing assertion). Its measuring pieces are tested in tests/benchmark/."""
 
+import gzip
 import importlib.util
 import json
 import os
@@ -114,10 +115,19 @@ def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
         tool,
         tmp_path,
         capsys,
-        ["--task", "train", "--compare", "torchvision", "--no-memory", "--profile", "5"] + TINY_FLAGS,
+        ["--task", "train", "--compare", "torchvision", "--no-memory", "--profile", "5", "--check-losses"]
+        + ["--trace", str(tmp_path / "traces")]
+        + TINY_FLAGS,
         TINY_OPTS,
     )
     results = report["results"]
+    # one step of both models from the same weights before timing: torchvision's losses, fast paths on
+    agreement = results["loss_agreement"]
+    assert agreement["agree"] and agreement["max_relative_loss_difference"] < 1e-4
+    assert set(agreement["losses"]) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
+    for ours, theirs in agreement["losses"].values():
+        assert ours == pytest.approx(theirs, rel=1e-4) and theirs > 0
+    assert "losses agree: yes" in report["headline"]
     assert results["batch_size"] == 2 and len(results["instances_per_image"]) == 4
     for name in ("mrcnn", "torchvision"):
         entry = results[name]
@@ -132,6 +142,11 @@ def test_train_against_torchvision_writes_json(tool, tmp_path, capsys):
         assert sum(self_ms) <= profile["wall_seconds"] * 1000 * torch.get_num_threads() + 1
         assert any("conv" in op["name"] for op in profile["host"])
         assert "device" not in profile  # CPU run: no GPU table
+        # a gzipped Chrome trace of one step with its Python frames
+        with gzip.open(entry["trace_file"]) as f:
+            events = json.load(f)["traceEvents"]
+        names = {event.get("name", "") for event in events}
+        assert any("conv" in name for name in names) and any(event.get("cat") == "python_function" for event in events)
     assert "s/iter" in report["headline"]
 
 
