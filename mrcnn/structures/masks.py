@@ -20,18 +20,24 @@ def polygons_to_bitmask(polygons: Sequence[Polygon], height: int, width: int) ->
     """Rasterize the union of an instance's polygons into a (height, width) bool array."""
     if len(polygons) == 0:
         return np.zeros((height, width), dtype=bool)
-    flat = [np.asarray(p, dtype=np.float64).reshape(-1) for p in polygons]
-    for index, polygon in enumerate(flat):
-        # pycocotools reads a length-4 list as a bbox and an odd one as pairs plus a stray number
-        if polygon.size % 2 != 0 or polygon.size < 6:
-            problem = "an odd number of coordinates" if polygon.size % 2 else f"{polygon.size // 2} point(s)"
-            raise ValueError(f"polygons_to_bitmask: polygon {index} has {problem} ({polygon.size} numbers)")
+    flat = _checked_flat_polygons(polygons)
     rles = mask_util.frPyObjects([p.tolist() for p in flat], height, width)
     merged = mask_util.merge(rles)
     with warnings.catch_warnings():
         # pycocotools' decode trips numpy 2's copy-keyword deprecation; the result is unaffected
         warnings.simplefilter("ignore", DeprecationWarning)
         return mask_util.decode(merged).astype(bool)
+
+
+def _checked_flat_polygons(polygons: Sequence[Polygon]) -> List[np.ndarray]:
+    """The polygons as flat float64 arrays; a ValueError names one that pycocotools would misread."""
+    flat = [np.asarray(p, dtype=np.float64).reshape(-1) for p in polygons]
+    for index, polygon in enumerate(flat):
+        # pycocotools reads a length-4 list as a bbox and an odd one as pairs plus a stray number
+        if polygon.size % 2 != 0 or polygon.size < 6:
+            problem = "an odd number of coordinates" if polygon.size % 2 else f"{polygon.size // 2} point(s)"
+            raise ValueError(f"polygons_to_bitmask: polygon {index} has {problem} ({polygon.size} numbers)")
+    return flat
 
 
 def polygons_to_bitmask_in_window(
@@ -47,14 +53,15 @@ def polygons_to_bitmask_in_window(
     """
     if len(polygons) == 0:
         return np.zeros((0, 0), dtype=bool), 0, 0
-    points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+    flat = _checked_flat_polygons(polygons)
+    points = np.concatenate([p.reshape(-1, 2) for p in flat])
     left = int(max(0, np.floor(points[:, 0].min()) - margin))
     top = int(max(0, np.floor(points[:, 1].min()) - margin))
     right = int(min(width, np.ceil(points[:, 0].max()) + margin + 1))
     bottom = int(min(height, np.ceil(points[:, 1].max()) + margin + 1))
     if right <= left or bottom <= top:  # entirely outside the image
         return np.zeros((0, 0), dtype=bool), 0, 0
-    shifted = [(np.asarray(p, dtype=np.float64).reshape(-1, 2) - (left, top)).reshape(-1) for p in polygons]
+    shifted = [(p.reshape(-1, 2) - (left, top)).reshape(-1) for p in flat]
     return polygons_to_bitmask(shifted, bottom - top, right - left), top, left
 
 

@@ -45,6 +45,8 @@ def test_window_rasterisation_is_the_whole_image_mask_cut_out():
     window, top, left = polygons_to_bitmask_in_window([_square(40, 30, 10)], 200, 300)
     assert (top, left) == (28, 38) and window.shape == (15, 15) and window.sum() == 100  # 2 px margin
     assert polygons_to_bitmask_in_window([], 5, 7)[0].shape == (0, 0)
+    with pytest.raises(ValueError, match="polygon 1 has an odd number of coordinates"):
+        polygons_to_bitmask_in_window([_square(1, 1, 3), np.arange(7.0)], 20, 20)
 
 
 def test_polygon_area_counts_overlaps_once():
