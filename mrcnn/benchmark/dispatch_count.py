@@ -11,9 +11,8 @@ import re
 from typing import Any, Callable, Dict
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
-from .timing import synchronize
+from .profiling import profile_one_call
 
 __all__ = ["SYNCHRONIZING_OPERATORS", "count_dispatches"]
 
@@ -56,11 +55,7 @@ def count_dispatches(run: Callable[[], Any], device: torch.device, top: int = 15
     cudaStreamSynchronize, cudaDeviceSynchronize, cudaEventSynchronize and blocking cudaMemcpy).
     """
     cuda = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    synchronize(device)
-    with profile(activities=activities) as prof:
-        run()
-        synchronize(device)
+    prof, _ = profile_one_call(run, device)
     operators: collections.Counter[str] = collections.Counter()
     syncs: collections.Counter[str] = collections.Counter()
     regions: collections.Counter[str] = collections.Counter()

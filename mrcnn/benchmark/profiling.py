@@ -1,18 +1,28 @@
 """Where one call spends its time: torch.profiler's costliest operators on the host and the GPU."""
 
-import gzip
 import os
-import shutil
-import tempfile
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from .timing import synchronize
 
-__all__ = ["profile_top_ops", "write_trace"]
+__all__ = ["profile_one_call", "profile_top_ops", "write_trace"]
+
+
+def profile_one_call(run: Callable[[], Any], device: torch.device, with_stack: bool = False) -> Tuple[profile, float]:
+    """(torch.profiler's record of one ``run()``, its wall seconds): host operators, and on CUDA
+    the device's kernels too; the device is synchronised before and after, so the call is whole."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    synchronize(device)
+    with profile(activities=activities, with_stack=with_stack) as prof:
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        wall = time.perf_counter() - start
+    return prof, wall
 
 
 def profile_top_ops(run: Callable[[], Any], device: torch.device, rows: int = 20) -> Dict[str, Any]:
@@ -23,13 +33,7 @@ def profile_top_ops(run: Callable[[], Any], device: torch.device, rows: int = 20
     "host_waits": calls of cudaStreamSynchronize / cudaDeviceSynchronize / cudaMemcpy* (CUDA only)}.
     """
     cuda = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    synchronize(device)
-    with profile(activities=activities) as prof:
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        wall = time.perf_counter() - start
+    prof, wall = profile_one_call(run, device)
     averages = list(prof.key_averages())
 
     def top(attribute: str) -> List[Dict[str, Any]]:
@@ -57,16 +61,7 @@ def write_trace(run: Callable[[], Any], device: torch.device, path: str) -> str:
     """
     if not path.endswith(".json.gz"):
         path += ".json.gz"
-    cuda = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    synchronize(device)
-    with profile(activities=activities, with_stack=True) as prof:
-        run()
-        synchronize(device)
+    prof, _ = profile_one_call(run, device, with_stack=True)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        plain = os.path.join(scratch, "trace.json")
-        prof.export_chrome_trace(plain)
-        with open(plain, "rb") as source, gzip.open(path, "wb") as target:
-            shutil.copyfileobj(source, target)
+    prof.export_chrome_trace(path)  # gzipped by torch for a ".gz" path
     return path

@@ -20,7 +20,6 @@ from typing import Any, ContextManager, Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from mrcnn.checkpoint import EMA_CHECKPOINT_KEY
 
@@ -29,10 +28,6 @@ from .train_loop import HookBase
 __all__ = ["ModelEMA", "ModelEMAHook", "averaged_weights"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 class ModelEMA:
@@ -48,7 +43,7 @@ class ModelEMA:
     def __init__(self, model: nn.Module, decay: float = 0.999):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"MODEL_EMA.DECAY must be in [0, 1); got {decay}.")
-        self.model = _unwrap(model)
+        self.model = getattr(model, "module", model)  # through a DistributedDataParallel wrapper
         self.decay = float(decay)
         self.num_updates = 0
         self.weights: Dict[str, torch.Tensor] = {}

@@ -25,10 +25,9 @@ from torchvision_parity_checks import (
     convert_with_tool,
     image_tensor,
     run_both,
-    training_step,
 )
 
-from mrcnn.benchmark import calibrated_torchvision_maskrcnn, synthetic_training_batch
+from mrcnn.benchmark import calibrated_torchvision_maskrcnn, synthetic_training_batch, training_step
 from mrcnn.checkpoint.convert_torchvision import convert_torchvision_state_dict
 from mrcnn.config import get_cfg
 from mrcnn.modeling import build_model

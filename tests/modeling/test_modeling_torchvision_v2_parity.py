@@ -21,10 +21,9 @@ from torchvision_parity_checks import (
     convert_with_tool,
     image_tensor,
     run_both,
-    training_step,
 )
 
-from mrcnn.benchmark import freeze_batchnorms, synthetic_training_batch
+from mrcnn.benchmark import freeze_batchnorms, synthetic_training_batch, training_step
 from mrcnn.checkpoint import DetectionCheckpointer
 from mrcnn.config import get_cfg
 from mrcnn.modeling import build_model

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mrcnn.benchmark import natural_image
-from mrcnn.benchmark.training_agreement import TrainingStep, torchvision_sizes_of, training_step  # noqa: F401
+from mrcnn.benchmark.training_agreement import TrainingStep, torchvision_sizes_of
 from mrcnn.config import get_cfg
 from mrcnn.modeling import build_model
 from mrcnn.structures import Instances

@@ -46,7 +46,7 @@ def mask_targets_of_images(instances: Sequence[Instances], mask_size: int, mode:
         return _crop_and_resize_targets(instances, mask_size)
     targets, run = [], []  # run: consecutive images of one size with polygon masks
     for per_image in instances:
-        if mode == "roi_align_image_mask" and isinstance(per_image.gt_masks, PolygonMasks):
+        if isinstance(per_image.gt_masks, PolygonMasks):
             if run and run[0].image_size != per_image.image_size:
                 targets.append(_roi_align_polygon_targets(run, mask_size))
                 run = []
