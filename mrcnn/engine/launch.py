@@ -278,9 +278,21 @@ def _distributed_worker(
         _create_local_groups(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
         main_func(*args)
+        _wait_for_every_rank()
     finally:
         comm.set_local_process_group(None)
         dist.destroy_process_group()
+
+
+def _wait_for_every_rank() -> None:
+    """A barrier after ``main_func`` returned normally, before the process group is torn down.
+
+    A rank that finishes early (one that only sent its predictions to the main process) would
+    otherwise close its connections while others still use the group; gloo can then abort the
+    process ("terminate called without an active exception"). After a failure there is no
+    barrier: the other ranks may never reach it.
+    """
+    comm.synchronize()
 
 
 def _run_under_torchrun(
@@ -307,6 +319,7 @@ def _run_under_torchrun(
         _create_local_groups(world_size // local_size, local_size, rank // local_size)
         comm.synchronize()
         main_func(*args)
+        _wait_for_every_rank()
     finally:
         comm.set_local_process_group(None)
         dist.destroy_process_group()

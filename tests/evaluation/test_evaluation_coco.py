@@ -276,6 +276,7 @@ def _distributed_worker(rank, world_size, port, json_path, result_path):
         results = _run(COCOEvaluator(name), coco, _perturbed_predictions, image_ids=my_images)
         with open(f"{result_path}.rank{rank}", "w") as f:
             json.dump(json_safe(results), f)
+        dist.barrier()  # as launch() does: no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 
