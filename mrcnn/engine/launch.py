@@ -277,21 +277,30 @@ def _distributed_worker(
     try:
         _create_local_groups(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
-        main_func(*args)
-        _wait_for_every_rank()
+        _run_then_wait_for_every_rank(main_func, args)
     finally:
         comm.set_local_process_group(None)
         dist.destroy_process_group()
 
 
-def _wait_for_every_rank() -> None:
-    """A barrier after ``main_func`` returned normally, before the process group is torn down.
+def _run_then_wait_for_every_rank(main_func: Callable[..., Any], args: Sequence[Any]) -> None:
+    """``main_func(*args)``, then a barrier before the caller tears the process group down.
 
     A rank that finishes early (one that only sent its predictions to the main process) would
-    otherwise close its connections while others still use the group; gloo can then abort the
-    process ("terminate called without an active exception"). After a failure there is no
-    barrier: the other ranks may never reach it.
+    otherwise close its connections while others still use the group, and gloo can then abort
+    the process ("terminate called without an active exception"). The ranks stop together on a
+    signal too (they agree on the iteration), so an interruption also waits, but a failing
+    barrier there must not hide the interruption's exit status. After any other failure there is
+    no barrier: the other ranks may never reach it.
     """
+    try:
+        main_func(*args)
+    except TrainingInterrupted:
+        try:
+            comm.synchronize()
+        except RuntimeError as error:
+            logger.warning(f"Could not wait for the other ranks after the interruption: {error}")
+        raise
     comm.synchronize()
 
 
@@ -318,8 +327,7 @@ def _run_under_torchrun(
             raise RuntimeError(f"WORLD_SIZE={world_size} is not a multiple of LOCAL_WORLD_SIZE={local_size}.")
         _create_local_groups(world_size // local_size, local_size, rank // local_size)
         comm.synchronize()
-        main_func(*args)
-        _wait_for_every_rank()
+        _run_then_wait_for_every_rank(main_func, args)
     finally:
         comm.set_local_process_group(None)
         dist.destroy_process_group()
