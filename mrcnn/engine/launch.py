@@ -289,19 +289,26 @@ def _run_then_wait_for_every_rank(main_func: Callable[..., Any], args: Sequence[
     A rank that finishes early (one that only sent its predictions to the main process) would
     otherwise close its connections while others still use the group, and gloo can then abort
     the process ("terminate called without an active exception"). The ranks stop together on a
-    signal too (they agree on the iteration), so an interruption also waits, but a failing
-    barrier there must not hide the interruption's exit status. After any other failure there is
-    no barrier: the other ranks may never reach it.
+    signal too (they agree on the iteration), so an interruption also waits. After any other
+    failure there is no barrier: the other ranks may never reach it.
     """
     try:
         main_func(*args)
     except TrainingInterrupted:
-        try:
-            comm.synchronize()
-        except RuntimeError as error:
-            logger.warning(f"Could not wait for the other ranks after the interruption: {error}")
+        _wait_for_every_rank("the interruption")
         raise
-    comm.synchronize()
+    _wait_for_every_rank("its work")
+
+
+def _wait_for_every_rank(after: str) -> None:
+    """The barrier of ``_run_then_wait_for_every_rank``. It fails when another rank failed and tore
+    its connections down: that rank's error is the one to report (the launcher does), and this
+    rank's own work is done, so the failure is logged, not raised, and exit status 75 of an
+    interruption stays."""
+    try:
+        comm.synchronize()
+    except RuntimeError as error:
+        logger.warning(f"Rank {comm.get_rank()} finished {after}, but not every other rank did: {error}")
 
 
 def _run_under_torchrun(

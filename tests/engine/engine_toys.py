@@ -1,6 +1,7 @@
 """Small models, data and configs shared by the engine tests (imported by them; not a test file)."""
 
 import os
+import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -280,3 +281,12 @@ def ddp_signalled_rank_worker(output_dir: str, signal_rank: int, signal_iteratio
             {"iter": trainer.iter, "stopped_by": trainer.stopped_by, "checkpoint": trainer.stop_checkpoint},
             os.path.join(output_dir, f"rank{comm.get_rank()}.pt"),
         )
+
+
+def rank_zero_fails_late_worker(marker_dir: str) -> None:
+    """Rank 1 returns at once; rank 0 fails a moment later (after an evaluation, say)."""
+    if torch.distributed.get_rank() == 0:
+        time.sleep(1.0)
+        raise ValueError("rank 0 failed on purpose")
+    with open(os.path.join(marker_dir, "rank1_returned"), "w"):
+        pass

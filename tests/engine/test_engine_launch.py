@@ -15,6 +15,7 @@ from engine_toys import (
     TESTS_ENGINE_DIR,
     TINY_SHAPES_OPTS,
     ddp_toy_worker,
+    rank_zero_fails_late_worker,
     subprocess_env,
     toy_dataset,
     toy_training_run,
@@ -45,6 +46,14 @@ def test_two_gloo_processes_match_single_process_gradients(tmp_path):
     ranks = _check_against_single_process(str(tmp_path))
     assert [r["local_rank"] for r in ranks] == [0, 1]
     assert all(r["threads"] == max(1, (os.cpu_count() or 1) // 2) for r in ranks)  # cores shared out
+
+
+def test_the_failing_rank_is_reported_when_another_returned_first(tmp_path):
+    # Rank 1 returns and waits at the barrier before teardown; rank 0's error is what launch raises,
+    # not the broken barrier of the rank that had finished.
+    with pytest.raises(Exception, match="rank 0 failed on purpose"):
+        launch(rank_zero_fails_late_worker, 2, dist_url="auto", args=(str(tmp_path),))
+    assert os.path.exists(tmp_path / "rank1_returned")
 
 
 def test_under_torchrun(tmp_path):
