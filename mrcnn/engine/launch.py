@@ -16,6 +16,8 @@ Spawned workers and their launching process stay together:
   ``SHUTDOWN_GRACE_SECONDS`` later ends at once.
 * A worker that fails (an exception, a signal) ends the others: SIGTERM, then SIGKILL after the
   grace period; the launcher raises the failure with the worker's traceback.
+* A worker whose function returned waits at a barrier for the others before the process group
+  is torn down, so no rank closes its connections while another still uses them.
 """
 
 import logging
