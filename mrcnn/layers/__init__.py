@@ -1,4 +1,5 @@
-"""Building blocks shared by models: thin wrappers over torchvision.ops, conv + norm, mask pasting."""
+"""Building blocks shared by models: thin wrappers over torchvision.ops, conv + norm, mask pasting,
+box IoU losses."""
 
 from .batch_norm import (
     NORM_NAMES,
@@ -8,6 +9,7 @@ from .batch_norm import (
     is_affine_norm,
     norm_as_affine,
 )
+from .box_iou_losses import ciou_loss, diou_loss, giou_loss, paired_intersection_and_union
 from .deform_conv import DeformConv, ModulatedDeformConv, deform_conv2d
 from .mask_ops import paste_masks_in_image
 from .nms import batched_nms, nms
@@ -27,6 +29,10 @@ __all__ = [
     "SyncBatchNorm",
     "batched_nms",
     "cat",
+    "ciou_loss",
+    "diou_loss",
+    "giou_loss",
+    "paired_intersection_and_union",
     "deform_conv2d",
     "convert_frozen_batchnorm",
     "get_norm",

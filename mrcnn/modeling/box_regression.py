@@ -2,7 +2,8 @@
 
 The losses detectron2 offers by config (MODEL.RPN.BBOX_REG_LOSS_TYPE and
 MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE): "smooth_l1" on the deltas (beta 0 is L1), and "giou",
-"diou", "ciou" on the decoded boxes (torchvision.ops' generalized, distance and complete IoU losses).
+"diou", "ciou" on the decoded boxes (the generalized, distance and complete IoU losses, with
+torchvision.ops' values and gradients but no host synchronisation: mrcnn.layers.box_iou_losses).
 """
 
 import math
@@ -10,6 +11,8 @@ from typing import List, Sequence, Tuple, Union
 
 import torch
 from torch.nn import functional as F
+
+from mrcnn.layers import ciou_loss, diou_loss, giou_loss
 
 __all__ = [
     "BOX_REG_LOSS_TYPES",
@@ -23,12 +26,8 @@ __all__ = [
 # only come from a diverging model and would overflow to inf.
 _DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 
-# loss type -> torchvision.ops function of (pred_boxes, gt_boxes, reduction) for the IoU losses
-_IOU_LOSSES = {
-    "giou": "generalized_box_iou_loss",
-    "diou": "distance_box_iou_loss",
-    "ciou": "complete_box_iou_loss",
-}
+# loss type -> function of (pred_boxes, gt_boxes, reduction) for the IoU losses
+_IOU_LOSSES = {"giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
 BOX_REG_LOSS_TYPES = ("smooth_l1",) + tuple(_IOU_LOSSES)
 
 
@@ -191,8 +190,5 @@ def box_regression_loss_of_rows(
             return F.l1_loss(pred_deltas, gt_deltas, reduction="sum")
         return F.smooth_l1_loss(pred_deltas, gt_deltas, beta=smooth_l1_beta, reduction="sum")
     check_box_reg_loss_type(loss_type, "MODEL.RPN.BBOX_REG_LOSS_TYPE or MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE")
-    import torchvision.ops
-
     pred_boxes = box2box_transform.apply_deltas(pred_deltas, src_boxes)
-    iou_loss = getattr(torchvision.ops, _IOU_LOSSES[loss_type])
-    return iou_loss(pred_boxes, gt_boxes.to(pred_boxes.dtype), reduction="sum")
+    return _IOU_LOSSES[loss_type](pred_boxes, gt_boxes.to(pred_boxes.dtype), reduction="sum")
