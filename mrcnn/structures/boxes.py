@@ -90,12 +90,7 @@ class Boxes:
         """Clip in place to an image of (height, width): x into [0, width], y into [0, height]."""
         if not torch.isfinite(self.tensor).all():
             raise ValueError("Boxes.clip: boxes contain inf or nan")
-        height, width = box_size
-        x1 = self.tensor[:, 0].clamp(min=0, max=width)
-        y1 = self.tensor[:, 1].clamp(min=0, max=height)
-        x2 = self.tensor[:, 2].clamp(min=0, max=width)
-        y2 = self.tensor[:, 3].clamp(min=0, max=height)
-        self.tensor = torch.stack((x1, y1, x2, y2), dim=-1)
+        self.tensor = clipped_box_tensor(self.tensor, box_size)
 
     def nonempty(self, threshold: float = 0.0) -> torch.Tensor:
         """(N,) bool: True where both width and height exceed `threshold`."""
@@ -151,6 +146,17 @@ class Boxes:
         if not all(isinstance(b, Boxes) for b in boxes_list):
             raise TypeError("Boxes.cat: every element must be a Boxes")
         return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
+
+
+def clipped_box_tensor(boxes: torch.Tensor, box_size: Tuple[int, int]) -> torch.Tensor:
+    """Boxes (N, 4) clipped to an image of (height, width), as ``Boxes.clip`` clips them but
+    without its check that they are finite (a read-back from the device): the caller checks."""
+    height, width = box_size
+    x1 = boxes[:, 0].clamp(min=0, max=width)
+    y1 = boxes[:, 1].clamp(min=0, max=height)
+    x2 = boxes[:, 2].clamp(min=0, max=width)
+    y2 = boxes[:, 3].clamp(min=0, max=height)
+    return torch.stack((x1, y1, x2, y2), dim=-1)
 
 
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:

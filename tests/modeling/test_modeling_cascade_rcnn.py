@@ -309,3 +309,16 @@ def test_bad_cascade_settings_name_the_key(opts, named):
     cfg.merge_from_list(opts)
     with pytest.raises(ValueError, match=re.escape(named)):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_boxes_that_are_not_finite_are_named(training):
+    heads = build_model(_tiny_cascade_cfg()).roi_heads.train(training)
+    boxes = [torch.tensor([[1.0, 2.0, 30.0, 40.0]]), torch.tensor([[1.0, 2.0, float("nan"), 40.0]])]
+    with pytest.raises(ValueError, match="inf or nan"):
+        heads._create_proposals_from_boxes(boxes, [(64, 64), (64, 64)])
+    clipped = heads._create_proposals_from_boxes([boxes[0], boxes[0] + 50], [(64, 64), (48, 64)])
+    assert clipped[0].proposal_boxes.tensor.tolist() == [[1.0, 2.0, 30.0, 40.0]]
+    # clipped to its own image (48 px high): empty, so dropped in training and kept in inference
+    expected = [] if training else [[51.0, 48.0, 64.0, 48.0]]
+    assert clipped[1].proposal_boxes.tensor.tolist() == expected

@@ -12,6 +12,7 @@ from mrcnn.benchmark import tiny_config
 from mrcnn.modeling import build_model
 from mrcnn.modeling.fast_paths import fast_paths_disabled
 from mrcnn.structures import Boxes, Instances, PolygonMasks
+from mrcnn.utils.events import EventStorage
 
 # operators whose result the host needs before it can go on (on a GPU: it waits for the device)
 SYNCHRONIZING = {
@@ -101,3 +102,21 @@ def test_training_step_reads_back_once_per_batch_not_per_image():
     # the RPN: sampled anchor counts, surviving proposals per level; the RoI heads: sampled RoI
     # counts, the matched polygons, each pooler's boxes per level
     assert read_backs_one == read_backs_three == {"proposal_generator": 2, "roi_heads": 4}, read_backs_three
+
+
+def test_cascade_training_step_reads_back_per_stage_not_per_image():
+    torch.manual_seed(0)
+    cfg = tiny_config(num_classes=3)
+    cascade = ["MODEL.ROI_HEADS.NAME", "CascadeROIHeads", "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "True"]
+    cfg.merge_from_list(cascade + ["MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE", "giou"])
+    model = build_model(cfg).train()
+    with EventStorage(0):  # the stages' foreground counts are logged, as in training
+        _, read_backs_one = _host_waits(model, _batch(1), profiled=False)
+        syncs, read_backs_three = _host_waits(model, _batch(3), profiled=True)
+    # one wait per stage: its IoU box loss selects the foreground rows (the GIoU loss itself and
+    # the labelling of each stage's boxes wait for nothing)
+    assert syncs["roi_heads"] == 3, syncs
+    # RoI heads: sampled RoI counts and matched polygons (as above); for each later stage (2) the
+    # boxes it keeps and its foreground count; the box pooler's boxes per level in each stage (3)
+    # and the mask pooler's (1)
+    assert read_backs_one == read_backs_three == {"proposal_generator": 2, "roi_heads": 10}, read_backs_three

@@ -16,7 +16,7 @@ from mrcnn.layers import ShapeSpec
 from mrcnn.modeling.box_regression import Box2BoxTransform
 from mrcnn.modeling.matcher import Matcher
 from mrcnn.modeling.poolers import ROIPooler
-from mrcnn.structures import Boxes, ImageList, Instances, pairwise_iou
+from mrcnn.structures import Boxes, ImageList, Instances, clipped_box_tensor, pairwise_iou
 from mrcnn.utils.events import get_event_storage, has_event_storage
 
 from .box_head import build_box_head
@@ -272,16 +272,28 @@ class CascadeROIHeads(StandardROIHeads):
         """Per image (R_i, 4) predicted boxes -> Instances(proposal_boxes), clipped to the image.
 
         Empty boxes are dropped in training only: in inference every stage must score the same
-        RoIs for the scores to be averaged.
+        RoIs for the scores to be averaged. The host reads back one small tensor for the whole
+        batch (whether every box is finite, and in training how many boxes each image keeps)
+        instead of a check and a boolean selection per image.
         """
+        clipped = [clipped_box_tensor(b.detach(), size) for b, size in zip(boxes, image_sizes)]
+        finite = torch.isfinite(torch.cat(boxes)).all() if boxes else torch.tensor(True)
+        if self.training:
+            keep = [Boxes(b).nonempty() for b in clipped]
+            finite_and_kept = torch.stack([finite.to(torch.long)] + [k.sum() for k in keep]).tolist()
+        else:
+            finite_and_kept = [bool(finite)]
+        if not finite_and_kept[0]:
+            raise ValueError("Boxes.clip: boxes contain inf or nan")
+        if self.training:
+            clipped = [
+                b[torch.nonzero_static(k, size=kept).flatten()]
+                for b, k, kept in zip(clipped, keep, finite_and_kept[1:])
+            ]
         proposals = []
-        for boxes_per_image, image_size in zip(boxes, image_sizes):
-            boxes_per_image = Boxes(boxes_per_image.detach())
-            boxes_per_image.clip(image_size)
-            if self.training:
-                boxes_per_image = boxes_per_image[boxes_per_image.nonempty()]
+        for boxes_per_image, image_size in zip(clipped, image_sizes):
             per_image = Instances(image_size)
-            per_image.proposal_boxes = boxes_per_image
+            per_image.proposal_boxes = Boxes(boxes_per_image)
             proposals.append(per_image)
         return proposals
 
@@ -290,22 +302,24 @@ class CascadeROIHeads(StandardROIHeads):
         self, proposals: List[Instances], stage: int, targets: List[Instances]
     ) -> List[Instances]:
         """Label every proposal of ``stage`` with gt_classes (background = K) and gt_boxes at its IoU."""
-        num_fg, num_bg = [], []
+        foreground_counts = []
         for proposals_per_image, targets_per_image in zip(proposals, targets):
             iou = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
             matched_idxs, matched_labels = self.proposal_matchers[stage](iou)
             if len(targets_per_image) > 0:
                 gt_classes = targets_per_image.gt_classes[matched_idxs]
-                gt_classes[matched_labels == 0] = self.num_classes
+                # not an assignment through a boolean mask: that waits for the device
+                gt_classes = torch.where(matched_labels == 0, self.num_classes, gt_classes)
                 gt_boxes = targets_per_image.gt_boxes[matched_idxs]
             else:
                 gt_classes = torch.full_like(matched_idxs, self.num_classes)
                 gt_boxes = Boxes(proposals_per_image.proposal_boxes.tensor.new_zeros((len(proposals_per_image), 4)))
             proposals_per_image.gt_classes = gt_classes
             proposals_per_image.gt_boxes = gt_boxes
-            num_fg.append(int((matched_labels == 1).sum()))
-            num_bg.append(matched_labels.numel() - num_fg[-1])
+            foreground_counts.append((matched_labels == 1).sum())
         if has_event_storage():
+            num_fg = torch.stack(foreground_counts).tolist()  # one read-back for the batch
+            num_bg = [len(p) - fg for p, fg in zip(proposals, num_fg)]
             storage = get_event_storage()
             storage.put_scalar(f"stage{stage}/roi_head/num_fg_samples", sum(num_fg) / len(num_fg))
             storage.put_scalar(f"stage{stage}/roi_head/num_bg_samples", sum(num_bg) / len(num_bg))
