@@ -1,8 +1,8 @@
 """GIoU, DIoU and CIoU losses of paired boxes, without a host synchronisation.
 
 torchvision.ops' losses (and fvcore's ``giou_loss``, which detectron2 uses) set the intersection
-of the box pairs that overlap through boolean-mask indexing: four ``nonzero`` calls in the forward
-pass and one in the backward pass of every call, each a wait for the device on a GPU. These
+of the box pairs that overlap through boolean-mask indexing: five ``nonzero`` calls in the forward
+pass and five in the backward pass of every call, each a wait for the device on a GPU. These
 losses select with ``torch.where`` instead and give the same values and gradients (tested against
 torchvision's).
 
