@@ -20,7 +20,11 @@ def polygons_to_bitmask(polygons: Sequence[Polygon], height: int, width: int) ->
     """Rasterize the union of an instance's polygons into a (height, width) bool array."""
     if len(polygons) == 0:
         return np.zeros((height, width), dtype=bool)
-    flat = _checked_flat_polygons(polygons)
+    return _rasterise(_checked_flat_polygons(polygons), height, width)
+
+
+def _rasterise(flat: List[np.ndarray], height: int, width: int) -> np.ndarray:
+    """pycocotools' rasterisation of checked flat polygons (at least one): (height, width) bool."""
     rles = mask_util.frPyObjects([p.tolist() for p in flat], height, width)
     merged = mask_util.merge(rles)
     with warnings.catch_warnings():
@@ -62,7 +66,7 @@ def polygons_to_bitmask_in_window(
     if right <= left or bottom <= top:  # entirely outside the image
         return np.zeros((0, 0), dtype=bool), 0, 0
     shifted = [(p.reshape(-1, 2) - (left, top)).reshape(-1) for p in flat]
-    return polygons_to_bitmask(shifted, bottom - top, right - left), top, left
+    return _rasterise(shifted, bottom - top, right - left), top, left
 
 
 def _index_to_list(item, length: int) -> List[int]:
