@@ -52,7 +52,10 @@ def main(args):
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
-            results.update(Trainer.test_with_TTA(cfg, model))
+            tta = Trainer.test_with_TTA(cfg, model)
+            if len(cfg.DATASETS.TEST) > 1:  # {dataset: tasks}: each set's TTA tasks beside its plain ones
+                tta = {name: {**results[name], **tasks} for name, tasks in tta.items()}
+            results.update(tta)
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

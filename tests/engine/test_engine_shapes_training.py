@@ -3,12 +3,13 @@
 import json
 import logging
 import os
+import sys
 
 import pytest
 import torch
-from engine_toys import tiny_shapes_cfg
+from engine_toys import REPO_ROOT, SHAPES_CONFIG, TINY_SHAPES_OPTS, tiny_shapes_cfg
 
-from mrcnn.engine import DefaultTrainer
+from mrcnn.engine import DefaultTrainer, default_argument_parser
 from mrcnn.utils.env import seed_all_rng
 
 LOSS_NAMES = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
@@ -150,3 +151,17 @@ def test_test_time_augmentation_is_evaluated_after_training_beside_the_plain_mod
     assert trainer.storage.latest()["bbox_TTA/AP"][1] == 1
     assert (tmp_path / "inference_TTA" / "tinyshapes_val" / "coco_instances_results.json").exists()
     assert (tmp_path / "inference" / "tinyshapes_val" / "coco_instances_results.json").exists()
+
+
+def test_eval_only_with_two_test_sets_returns_plain_and_tta_results_of_each(tiny_shapes, tmp_path):
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+    import train_net
+
+    opts = TINY_SHAPES_OPTS + ["OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", ""]
+    opts += ["DATASETS.TEST", "('tinyshapes_val', 'tinyshapes_train')", "TEST.AUG.ENABLED", "True"]
+    opts += ["TEST.AUG.MIN_SIZES", "(64,)", "TEST.AUG.FLIP", "False", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+    args = default_argument_parser().parse_args(["--config-file", SHAPES_CONFIG, "--eval-only", *opts])
+    results = train_net.main(args)
+    assert set(results) == {"tinyshapes_val", "tinyshapes_train"}
+    for tasks in results.values():
+        assert set(tasks) == {"bbox", "segm", "bbox_TTA", "segm_TTA"}
