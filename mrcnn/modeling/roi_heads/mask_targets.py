@@ -79,8 +79,10 @@ def _crop_and_resize_targets(instances: Sequence[Instances], mask_size: int) -> 
     targets = []
     for per_image, per_image_boxes in zip(instances, boxes):
         per_image_targets = per_image.gt_masks.crop_and_resize(per_image_boxes, mask_size)
-        targets.append(per_image_targets.to(device))
-    return torch.cat(targets).to(torch.float32)
+        # a .to() that changes nothing still costs a dispatch
+        targets.append(per_image_targets if per_image_targets.device == device else per_image_targets.to(device))
+    targets = torch.cat(targets)
+    return targets if targets.dtype == torch.float32 else targets.to(torch.float32)
 
 
 def _roi_align_polygon_targets(instances: Sequence[Instances], mask_size: int) -> torch.Tensor:
